@@ -1,0 +1,84 @@
+# cqrs-lab: `make run` sets up and runs the whole system natively; `make test` sets up and runs every test.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+STAMP := $(VENV)/.installed
+
+# Tests run against their own databases and RabbitMQ vhost, so they never disturb a running `make run`.
+TEST_WRITE_DATABASE_URL ?= postgres://cqrs_write:cqrs_write@127.0.0.1:5433/cqrs_write_test
+TEST_READ_DATABASE_URL ?= postgres://cqrs_read:cqrs_read@127.0.0.1:5434/cqrs_read_test
+TEST_WRITE_RABBITMQ_URL ?= amqp://write-service:write-service@127.0.0.1:5672/cqrs_test
+TEST_READ_RABBITMQ_URL ?= amqp://read-service:read-service@127.0.0.1:5672/cqrs_test
+PYTEST := $(BIN)/pytest
+PYTEST_ARGS ?=
+
+.PHONY: help venv infra migrate run test test-unit test-integration test-e2e test-deploy test-chaos lint format clean
+
+help:
+	@echo "make run      set up infrastructure and run write-service, read-service, relay and projector"
+	@echo "make test     set up infrastructure and run every test (unit, integration, e2e, deploy)"
+	@echo "make lint     ruff"
+	@echo "make test-unit | test-integration | test-e2e | test-deploy | test-chaos"
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+infra:
+	bash deploy/local/infra.sh
+
+migrate: venv infra
+	$(PY) -m write_service migrate --no-input
+	$(PY) -m read_service migrate --no-input
+
+# Native addresses (CONTRACT.md): write-service 8001, read-service 8002, relay metrics 9101, projector 9102.
+export WRITE_SERVICE_BIND ?= 127.0.0.1:8001
+export READ_SERVICE_BIND ?= 127.0.0.1:8002
+
+run: migrate
+	mkdir -p var
+	$(BIN)/supervisord -n -c deploy/local/supervisord.conf
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: venv
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+test: venv infra
+	$(MAKE) --no-print-directory test-unit test-integration test-e2e test-deploy
+
+test-unit: venv
+	$(PYTEST) tests/unit $(PYTEST_ARGS)
+
+test-integration: venv
+	WRITE_DATABASE_URL=$(TEST_WRITE_DATABASE_URL) RABBITMQ_URL=$(TEST_WRITE_RABBITMQ_URL) \
+		$(PYTEST) tests/integration/write --ds=write_service.settings $(PYTEST_ARGS)
+	READ_DATABASE_URL=$(TEST_READ_DATABASE_URL) RABBITMQ_URL=$(TEST_READ_RABBITMQ_URL) \
+		$(PYTEST) tests/integration/read --ds=read_service.settings $(PYTEST_ARGS)
+
+test-e2e: venv
+	WRITE_DATABASE_URL=$(TEST_WRITE_DATABASE_URL) READ_DATABASE_URL=$(TEST_READ_DATABASE_URL) \
+	TEST_WRITE_RABBITMQ_URL=$(TEST_WRITE_RABBITMQ_URL) TEST_READ_RABBITMQ_URL=$(TEST_READ_RABBITMQ_URL) \
+		$(PYTEST) tests/e2e -m "not chaos and not bench" $(PYTEST_ARGS)
+
+test-deploy: venv
+	$(PYTEST) tests/deploy $(PYTEST_ARGS)
+
+test-chaos: venv infra
+	WRITE_DATABASE_URL=$(TEST_WRITE_DATABASE_URL) READ_DATABASE_URL=$(TEST_READ_DATABASE_URL) \
+	TEST_WRITE_RABBITMQ_URL=$(TEST_WRITE_RABBITMQ_URL) TEST_READ_RABBITMQ_URL=$(TEST_READ_RABBITMQ_URL) \
+		$(PYTEST) tests -m chaos $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

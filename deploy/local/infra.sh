@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# Creates and starts, idempotently, everything the native run and the tests need on a Debian machine:
+#   - two dedicated PostgreSQL clusters (write-db with wal_level=logical, read-db), leaving the system cluster alone;
+#   - one role per service with its own databases (the dev database and a test database);
+#   - a RabbitMQ vhost per use (dev and test) with one user per service and least privilege.
+# Safe to run again and again: every step checks before it creates. Must run as root (Debian's tools then
+# start PostgreSQL as the postgres user, which it requires).
+set -euo pipefail
+
+PG_VERSION="${PG_VERSION:-15}"
+WRITE_DB_PORT="${WRITE_DB_PORT:-5433}"
+READ_DB_PORT="${READ_DB_PORT:-5434}"
+WRITE_CLUSTER="${WRITE_CLUSTER:-cqrs_write}"
+READ_CLUSTER="${READ_CLUSTER:-cqrs_read}"
+# Dev-only credentials; Compose and Kubernetes take theirs from .env and Secrets.
+WRITE_DB_USER="${WRITE_DB_USER:-cqrs_write}"
+WRITE_DB_PASSWORD="${WRITE_DB_PASSWORD:-cqrs_write}"
+READ_DB_USER="${READ_DB_USER:-cqrs_read}"
+READ_DB_PASSWORD="${READ_DB_PASSWORD:-cqrs_read}"
+WRITE_DATABASES="${WRITE_DATABASES:-cqrs_write cqrs_write_test}"
+READ_DATABASES="${READ_DATABASES:-cqrs_read cqrs_read_test}"
+RABBITMQ_VHOSTS="${RABBITMQ_VHOSTS:-cqrs cqrs_test}"
+RABBITMQ_WRITE_USER="${RABBITMQ_WRITE_USER:-write-service}"
+RABBITMQ_WRITE_PASSWORD="${RABBITMQ_WRITE_PASSWORD:-write-service}"
+RABBITMQ_READ_USER="${RABBITMQ_READ_USER:-read-service}"
+RABBITMQ_READ_PASSWORD="${RABBITMQ_READ_PASSWORD:-read-service}"
+
+log() { printf 'infra: %s\n' "$*" >&2; }
+
+need() {
+  command -v "$1" >/dev/null 2>&1 || { log "missing $1 (install PostgreSQL $PG_VERSION and RabbitMQ from Debian)"; exit 1; }
+}
+
+psql_as_postgres() {  # port, database, sql...
+  local port=$1 db=$2; shift 2
+  runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -p "$port" -d "$db" -tA "$@"
+}
+
+ensure_cluster() {  # name, port, extra -o options...
+  local name=$1 port=$2; shift 2
+  if ! pg_lsclusters -h | awk '{print $1" "$2}' | grep -qx "$PG_VERSION $name"; then
+    log "creating PostgreSQL $PG_VERSION cluster $name on port $port"
+    pg_createcluster "$PG_VERSION" "$name" -p "$port" "$@" >/dev/null
+  fi
+  if ! pg_lsclusters -h | awk -v v="$PG_VERSION" -v n="$name" '$1==v && $2==n {print $4}' | grep -q online; then
+    log "starting cluster $name"
+    pg_ctlcluster --skip-systemctl-redirect "$PG_VERSION" "$name" start
+  fi
+  local i
+  for i in $(seq 1 50); do
+    runuser -u postgres -- pg_isready -q -p "$port" && return 0
+    sleep 0.2
+  done
+  log "cluster $name did not become ready on port $port"; exit 1
+}
+
+ensure_role_and_databases() {  # port, role, password, databases...
+  local port=$1 role=$2 password=$3; shift 3
+  psql_as_postgres "$port" postgres <<SQL
+DO \$\$ BEGIN
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '$role') THEN
+    CREATE ROLE "$role" LOGIN PASSWORD '$password';
+  ELSE
+    ALTER ROLE "$role" LOGIN PASSWORD '$password';
+  END IF;
+END \$\$;
+SQL
+  local db
+  for db in "$@"; do
+    if [ -z "$(psql_as_postgres "$port" postgres -c "SELECT 1 FROM pg_database WHERE datname = '$db'")" ]; then
+      log "creating database $db on port $port"
+      psql_as_postgres "$port" postgres -c "CREATE DATABASE \"$db\" OWNER \"$role\""
+    fi
+    # Only the owning service role (and superusers) may connect.
+    psql_as_postgres "$port" postgres -c "REVOKE CONNECT, TEMPORARY ON DATABASE \"$db\" FROM PUBLIC"
+    psql_as_postgres "$port" "$db" -c "ALTER SCHEMA public OWNER TO \"$role\""
+  done
+}
+
+ensure_rabbitmq() {
+  local vhost user
+  for vhost in $RABBITMQ_VHOSTS; do
+    rabbitmqctl -q list_vhosts | grep -qx "$vhost" || rabbitmqctl -q add_vhost "$vhost"
+  done
+  for user in "$RABBITMQ_WRITE_USER:$RABBITMQ_WRITE_PASSWORD" "$RABBITMQ_READ_USER:$RABBITMQ_READ_PASSWORD"; do
+    local name=${user%%:*} password=${user#*:}
+    if rabbitmqctl -q list_users | awk '{print $1}' | grep -qx "$name"; then
+      rabbitmqctl -q change_password "$name" "$password" >/dev/null
+    else
+      rabbitmqctl -q add_user "$name" "$password" >/dev/null
+    fi
+  done
+  # Least privilege (configure, write, read regexes). Both sides may declare the whole topology, so whichever
+  # starts first creates it and no event is published into an exchange with no queue. Only the read side may
+  # read (consume) queues; the write side may only publish to the events exchange.
+  local topology='^(cqrs\.events|cqrs\.events\.dlx|read-service\.projector|read-service\.projector\.dlq)$'
+  for vhost in $RABBITMQ_VHOSTS; do
+    rabbitmqctl -q set_permissions -p "$vhost" "$RABBITMQ_WRITE_USER" \
+      "$topology" "$topology" '^(cqrs\.events|cqrs\.events\.dlx)$'
+    rabbitmqctl -q set_permissions -p "$vhost" "$RABBITMQ_READ_USER" \
+      "$topology" "$topology" "$topology"
+  done
+  # Metrics for Prometheus (port 15692) and the management UI (15672); enabling is idempotent.
+  rabbitmq-plugins -q enable --online rabbitmq_prometheus rabbitmq_management >/dev/null 2>&1 \
+    || rabbitmq-plugins -q enable --offline rabbitmq_prometheus rabbitmq_management >/dev/null
+}
+
+main() {
+  [ "$(id -u)" = 0 ] || { log "run as root (PostgreSQL clusters are created through Debian's pg_createcluster)"; exit 1; }
+  need pg_createcluster; need rabbitmqctl
+  ensure_cluster "$WRITE_CLUSTER" "$WRITE_DB_PORT" \
+    -o wal_level=logical -o max_slot_wal_keep_size=1GB -o max_replication_slots=16 -o max_wal_senders=16 \
+    -o max_connections=200
+  ensure_cluster "$READ_CLUSTER" "$READ_DB_PORT" \
+    -o max_connections=200 -o max_logical_replication_workers=8 -o max_worker_processes=16
+  # shellcheck disable=SC2086
+  ensure_role_and_databases "$WRITE_DB_PORT" "$WRITE_DB_USER" "$WRITE_DB_PASSWORD" $WRITE_DATABASES
+  # shellcheck disable=SC2086
+  ensure_role_and_databases "$READ_DB_PORT" "$READ_DB_USER" "$READ_DB_PASSWORD" $READ_DATABASES
+  ensure_rabbitmq
+  log "ready: write-db :$WRITE_DB_PORT, read-db :$READ_DB_PORT, rabbitmq vhosts: $RABBITMQ_VHOSTS"
+}
+
+main "$@"

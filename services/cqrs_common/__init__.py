@@ -1,0 +1,1 @@
+"""Code shared by both services: the event contract, messaging, logging, metrics and environment settings."""

@@ -1,0 +1,85 @@
+"""RFC 9457 problem+json for every 4xx/5xx answer (CONTRACT.md, "Errors").
+
+`problem()` builds a response; `exception_handler` is DRF's hook, so validation, parse, auth and
+unsupported-media errors from DRF come out in the same shape.
+"""
+
+from __future__ import annotations
+
+import json
+from http import HTTPStatus
+from typing import Any
+
+from django.http import HttpResponse
+from rest_framework import exceptions
+from rest_framework.views import exception_handler as drf_exception_handler
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+PROBLEM_BASE = "https://cqrs-lab.example/problems/"
+
+
+def problem(
+    status: int,
+    detail: str,
+    *,
+    type_: str | None = None,
+    title: str | None = None,
+    errors: dict[str, list[str]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> HttpResponse:
+    body: dict[str, Any] = {
+        "type": PROBLEM_BASE + (type_ or _slug(status)),
+        "title": title or HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+    }
+    if errors:
+        body["errors"] = errors
+    response = HttpResponse(
+        json.dumps(body, separators=(",", ":")), status=status, content_type=PROBLEM_CONTENT_TYPE
+    )
+    for name, value in (headers or {}).items():
+        response[name] = value
+    return response
+
+
+def _slug(status: int) -> str:
+    return HTTPStatus(status).phrase.lower().replace(" ", "-")
+
+
+def _flatten(detail: Any, prefix: str = "") -> dict[str, list[str]]:
+    """DRF's nested error detail as `{"field": ["message", ...]}`."""
+    if isinstance(detail, dict):
+        flat: dict[str, list[str]] = {}
+        for key, value in detail.items():
+            name = f"{prefix}.{key}" if prefix else str(key)
+            flat.update(_flatten(value, name))
+        return flat
+    if isinstance(detail, list):
+        if all(not isinstance(item, dict | list) for item in detail):
+            return {prefix or "non_field_errors": [str(item) for item in detail]}
+        flat = {}
+        for index, item in enumerate(detail):
+            flat.update(_flatten(item, f"{prefix}[{index}]" if prefix else str(index)))
+        return flat
+    return {prefix or "non_field_errors": [str(detail)]}
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> HttpResponse | None:
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None
+    headers = {k: v for k, v in response.items() if k in {"WWW-Authenticate", "Retry-After", "Allow"}}
+    if isinstance(exc, exceptions.ValidationError):
+        return problem(
+            400,
+            "The request body is invalid.",
+            type_="validation-error",
+            title="Validation failed",
+            errors=_flatten(exc.detail),
+            headers=headers,
+        )
+    if isinstance(exc, exceptions.ParseError):
+        return problem(400, str(exc.detail), type_="malformed-json", title="Malformed JSON", headers=headers)
+    detail = exc.detail if isinstance(exc, exceptions.APIException) else str(exc)
+    return problem(response.status_code, str(detail), headers=headers)

@@ -1,0 +1,30 @@
+"""Settings of write-service (and the relay, which runs in the same codebase against the same database)."""
+
+from cqrs_common import config
+from cqrs_common.django_base import *  # noqa: F403
+from cqrs_common.django_base import (
+    BASE_APPS,
+    BASE_MIDDLEWARE_BOTTOM,
+    BASE_MIDDLEWARE_TOP,
+    CONN_MAX_AGE,
+    logging_for,
+    spectacular,
+)
+
+ROOT_URLCONF = "write_service.urls"
+WSGI_APPLICATION = "write_service.wsgi.application"
+
+INSTALLED_APPS = [*BASE_APPS, "write_service.ledger"]
+MIDDLEWARE = [*BASE_MIDDLEWARE_TOP, *BASE_MIDDLEWARE_BOTTOM]
+
+DATABASES = {
+    "default": config.database("WRITE_DATABASE_URL", config.DEFAULT_WRITE_DATABASE_URL, CONN_MAX_AGE),
+}
+# django-prometheus wraps the engine to count queries and errors.
+DATABASES["default"]["ENGINE"] = "django_prometheus.db.backends.postgresql"
+
+API_TOKENS = config.api_tokens()
+RABBITMQ_URL = config.rabbitmq_url(config.DEFAULT_WRITE_RABBITMQ_URL)
+
+SPECTACULAR_SETTINGS = spectacular("cqrs-lab write API", "Commands of the ledger: open, deposit, withdraw, close, transfer.")
+LOGGING = logging_for("write-service")
