@@ -1,0 +1,60 @@
+"""Persistence of the write side: the current state of each account and the event store / outbox.
+
+The domain (`ledger.domain`) knows nothing of these; `ledger.repository` maps between them.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+
+
+class Account(models.Model):
+    """Current state of one Account aggregate; `version` is the version of its last event."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4)
+    owner = models.CharField(max_length=100)
+    currency = models.CharField(max_length=3)
+    balance = models.DecimalField(max_digits=20, decimal_places=2)
+    status = models.CharField(max_length=6)  # "open" or "closed"
+    version = models.PositiveIntegerField()
+    opened_at = models.DateTimeField()
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "accounts"
+
+
+class Event(models.Model):
+    """The event store and the outbox in one append-only table (CONTRACT.md, "Events").
+
+    `position` grows with insertion (an identity column), so the relay publishes in insertion order. Only
+    `published_at` may ever change, and only from NULL: a trigger (migration 0002) refuses every other
+    UPDATE and every DELETE. Logical replication publishes inserts only, without `published_at`.
+    """
+
+    position = models.BigAutoField(primary_key=True)
+    event_id = models.UUIDField(unique=True, default=uuid.uuid4)
+    aggregate_type = models.CharField(max_length=32, default="account")
+    aggregate_id = models.UUIDField()
+    aggregate_version = models.PositiveIntegerField()
+    event_type = models.CharField(max_length=64)
+    schema_version = models.PositiveSmallIntegerField(default=1)
+    data = models.JSONField()
+    occurred_at = models.DateTimeField()
+    correlation_id = models.CharField(max_length=128, null=True)
+    causation_id = models.CharField(max_length=128, null=True)
+    published_at = models.DateTimeField(null=True)
+
+    class Meta:
+        db_table = "events"
+        constraints = [
+            models.UniqueConstraint(fields=["aggregate_id", "aggregate_version"], name="events_aggregate_version_uniq")
+        ]
+        indexes = [
+            # The relay's work list stays small however long the log grows.
+            models.Index(
+                fields=["position"], name="events_unpublished_idx", condition=models.Q(published_at__isnull=True)
+            ),
+        ]
