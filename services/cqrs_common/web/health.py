@@ -1,4 +1,7 @@
-"""Liveness and readiness (CONTRACT.md): /healthz checks nothing, /readyz checks the service's own database."""
+"""Liveness and readiness (CONTRACT.md).
+
+/healthz checks nothing (the process answers); /readyz checks the service's own database.
+"""
 
 from __future__ import annotations
 
