@@ -48,6 +48,16 @@ def log_level() -> str:
     return env.str("LOG_LEVEL", default="INFO")
 
 
+def access_log_enabled() -> bool:
+    """gunicorn's per-request `request_served` lines; off by default (the request metrics say the same)."""
+    return env.bool("ACCESS_LOG", default=False)
+
+
+def prometheus_multiproc_dir() -> str | None:
+    """Where gunicorn workers share their metrics; the gunicorn config picks a fresh one when unset."""
+    return env.str("PROMETHEUS_MULTIPROC_DIR", default="") or None
+
+
 def service_name(default: str) -> str:
     """The name a process logs under and reports in metrics (`write-service`, `relay`, ...)."""
     return env.str("SERVICE_NAME", default=default)

@@ -1,14 +1,33 @@
 """The one module that defines the contract's Prometheus metrics (CONTRACT.md, "Metrics").
 
-Lag histograms share buckets from 1 ms to 60 s. The web services add django-prometheus on top; the relay
-and the projector expose these through `serve_metrics` on their own port.
+Lag histograms share buckets from 1 ms to 60 s. Every metric lives in the default registry (so a test can read
+any of them with `REGISTRY.get_sample_value`), but the relay and the projector each serve only their own on
+their port: `serve_metrics(port, process="relay")` exports the relay's metrics plus the standard `process_*`
+and `python_*` ones, so the relay never shows a projector gauge stuck at zero. The web services export
+django-prometheus's metrics through gunicorn's multiprocess directory (see `gunicorn_conf`).
 """
 
 from __future__ import annotations
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from collections.abc import Iterable
+from typing import Literal
 
-# 1 ms .. 60 s: the steady-state target is a few ms, an outage is tens of seconds.
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    start_http_server,
+)
+from prometheus_client.registry import Collector
+
+# 1 ms .. 60 s: the steady-state target is a few ms, an outage is tens of seconds. 1 s (the lag SLO the alerts
+# use) is a bucket boundary, so the alert's quantile is exact at the threshold.
 LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 # relay
@@ -26,9 +45,7 @@ REPLICATION_SLOT_RETAINED = Gauge(
 
 # projector
 EVENTS_APPLIED = Counter("cqrs_events_applied", "Events applied to the read DB", ["type", "path"])
-EVENTS_DUPLICATE = Counter(
-    "cqrs_events_duplicate", "Deliveries ignored because already applied", ["path"]
-)
+EVENTS_DUPLICATE = Counter("cqrs_events_duplicate", "Deliveries ignored because already applied", ["path"])
 EVENTS_DEAD_LETTERED = Counter(
     "cqrs_events_dead_lettered", "Messages sent to the dead-letter queue", ["reason"]
 )
@@ -44,12 +61,53 @@ PROJECTION_MODE = Gauge("cqrs_projection_mode", "1 for the active path, 0 for th
 
 PATHS = ("broker", "replication")
 
+Process = Literal["relay", "projector"]
+METRICS_OF: dict[str, tuple[Collector, ...]] = {
+    "relay": (OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, EVENTS_PUBLISHED, PUBLISH_LAG, REPLICATION_SLOT_RETAINED),
+    "projector": (
+        EVENTS_APPLIED,
+        EVENTS_DUPLICATE,
+        EVENTS_DEAD_LETTERED,
+        CONSUME_LAG,
+        END_TO_END_LAG,
+        PROJECTION_MODE,
+    ),
+}
+_RUNTIME_COLLECTORS = (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR)
+
 
 def set_projection_mode(active: str) -> None:
     for path in PATHS:
         PROJECTION_MODE.labels(path=path).set(1 if path == active else 0)
 
 
-def serve_metrics(port: int, registry: CollectorRegistry = REGISTRY) -> None:
-    """Expose /metrics for a non-web process (relay, projector) on its own port."""
-    start_http_server(port, registry=registry)
+def registry_for(process: Process) -> CollectorRegistry:
+    """A registry holding only `process`'s contract metrics and the process/python runtime metrics."""
+    if process not in METRICS_OF:
+        raise ValueError(f"no metrics are defined for {process!r}; expected one of {sorted(METRICS_OF)}")
+    return _registry_of((*METRICS_OF[process], *_RUNTIME_COLLECTORS))
+
+
+def _registry_of(collectors: Iterable[Collector]) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=True)
+    for collector in collectors:
+        registry.register(collector)
+    return registry
+
+
+def serve_metrics(
+    port: int,
+    registry: CollectorRegistry | None = None,
+    *,
+    process: Process | None = None,
+    addr: str = "0.0.0.0",
+) -> None:
+    """Expose /metrics for a non-web process (relay, projector) on its own port, in a daemon thread.
+
+    With `process`, only that process's metrics are served; with neither argument, the whole default registry.
+    """
+    if registry is None:
+        registry = registry_for(process) if process else REGISTRY
+    # `*_created` series double the output and nothing here reads them.
+    disable_created_metrics()
+    start_http_server(port, addr=addr, registry=registry)
