@@ -24,5 +24,7 @@ DATABASES["default"]["ENGINE"] = "django_prometheus.db.backends.postgresql"
 
 RABBITMQ_URL = config.rabbitmq_url(config.DEFAULT_READ_RABBITMQ_URL)
 
-SPECTACULAR_SETTINGS = spectacular("cqrs-lab read API", "Queries over the read models: accounts, statements, totals.")
+SPECTACULAR_SETTINGS = spectacular(
+    "cqrs-lab read API", "Queries over the read models: accounts, statements, totals."
+)
 LOGGING = logging_for("read-service")
