@@ -26,5 +26,7 @@ DATABASES["default"]["ENGINE"] = "django_prometheus.db.backends.postgresql"
 API_TOKENS = config.api_tokens()
 RABBITMQ_URL = config.rabbitmq_url(config.DEFAULT_WRITE_RABBITMQ_URL)
 
-SPECTACULAR_SETTINGS = spectacular("cqrs-lab write API", "Commands of the ledger: open, deposit, withdraw, close, transfer.")
+SPECTACULAR_SETTINGS = spectacular(
+    "cqrs-lab write API", "Commands of the ledger: open, deposit, withdraw, close, transfer."
+)
 LOGGING = logging_for("write-service")

@@ -45,7 +45,8 @@ class BodyLimitMiddleware:
     """413 before the view runs when Content-Length says the body is too big.
 
     Django itself raises `RequestDataTooBig` only when the body is read; checking the header first answers
-    early and in problem+json. A body without Content-Length is still capped by Django's own check.
+    early and in problem+json. A chunked body (no Content-Length) is given one by
+    `cqrs_common.web.chunked.ChunkedBodyBuffer` in the WSGI entry point, so this check covers it too.
     """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:

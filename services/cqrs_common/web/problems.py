@@ -83,3 +83,13 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> HttpResponse |
         return problem(400, str(exc.detail), type_="malformed-json", title="Malformed JSON", headers=headers)
     detail = exc.detail if isinstance(exc, exceptions.APIException) else str(exc)
     return problem(response.status_code, str(detail), headers=headers)
+
+
+def not_found(request: Any, exception: Exception | None = None) -> HttpResponse:
+    """Django's handler404 (a URL no view matches, e.g. an account id that is not a UUID)."""
+    return problem(404, "There is nothing at this URL.")
+
+
+def server_error(request: Any) -> HttpResponse:
+    """Django's handler500, so even an unexpected failure answers in problem+json."""
+    return problem(500, "The server failed to handle the request.")

@@ -50,11 +50,40 @@ class Event(models.Model):
     class Meta:
         db_table = "events"
         constraints = [
-            models.UniqueConstraint(fields=["aggregate_id", "aggregate_version"], name="events_aggregate_version_uniq")
+            models.UniqueConstraint(
+                fields=["aggregate_id", "aggregate_version"], name="events_aggregate_version_uniq"
+            )
         ]
         indexes = [
             # The relay's work list stays small however long the log grows.
             models.Index(
-                fields=["position"], name="events_unpublished_idx", condition=models.Q(published_at__isnull=True)
+                fields=["position"],
+                name="events_unpublished_idx",
+                condition=models.Q(published_at__isnull=True),
             ),
+        ]
+
+
+class IdempotencyKey(models.Model):
+    """The first response to a command sent with an `Idempotency-Key`, replayed byte for byte on a retry.
+
+    The row is inserted before the command runs, in the command's transaction: a concurrent request with
+    the same key waits on the primary key until the first commits, then finds the stored response.
+    `fingerprint` (SHA-256 of method, path and canonical body) tells a retry from a reuse of the key.
+    """
+
+    key = models.CharField(primary_key=True, max_length=255)
+    fingerprint = models.CharField(max_length=64)
+    # NULL only inside the claiming transaction, between the claim and the recorded response.
+    status_code = models.PositiveSmallIntegerField(null=True)
+    body = models.BinaryField(null=True)
+    headers = models.JSONField(default=dict)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "idempotency_keys"
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(key__regex=r"^.{1,255}$"), name="idempotency_keys_key_length"
+            )
         ]

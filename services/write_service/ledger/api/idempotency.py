@@ -1,0 +1,83 @@
+"""Idempotency keys: a retry gets the first response byte for byte and changes nothing.
+
+`claim` runs first in the command's transaction and inserts the key; a concurrent request with the same key
+blocks on the primary key until the first transaction ends, then reads the response it stored. The
+fingerprint (method, path, canonical JSON body) tells a genuine retry from a reuse of the key with another
+request, which is refused with 422.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from django.db import connection
+from django.http import HttpResponse
+
+from write_service.ledger import models
+
+REPLAYED_HEADER = "Idempotent-Replayed"
+# Headers that belong to the first answer and come back with it; the correlation id is the retry's own.
+_STORED_HEADERS = ("Content-Type", "ETag", "X-Consistency-Token")
+
+
+@dataclass(frozen=True, slots=True)
+class StoredResponse:
+    fingerprint: str
+    status_code: int
+    body: bytes
+    headers: dict[str, str]
+
+
+def fingerprint(method: str, path: str, body: Any) -> str:
+    """SHA-256 over the request; the body is re-encoded with sorted keys, so key order and spacing don't
+    matter, and amounts compare as text ("10.00" and 10.00 are the same request)."""
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=_decimal_as_text)
+    return hashlib.sha256(f"{method}\n{path}\n{canonical}".encode()).hexdigest()
+
+
+def _decimal_as_text(value: object) -> str:
+    if isinstance(value, Decimal):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+def claim(key: str, request_fingerprint: str) -> StoredResponse | None:
+    """Claims `key` for this transaction (None), or returns what an earlier request stored under it."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO idempotency_keys (key, fingerprint, headers, created_at)"
+            " VALUES (%s, %s, '{}', now()) ON CONFLICT (key) DO NOTHING RETURNING key",
+            [key, request_fingerprint],
+        )
+        if cursor.fetchone() is not None:
+            return None
+    stored = models.IdempotencyKey.objects.get(pk=key)
+    if stored.status_code is None or stored.body is None:
+        # Only the claiming transaction ever sees a row without its response.
+        raise RuntimeError(f"idempotency key {key!r} committed without a response")
+    return StoredResponse(
+        fingerprint=stored.fingerprint,
+        status_code=stored.status_code,
+        body=bytes(stored.body),
+        headers=stored.headers,
+    )
+
+
+def record(key: str, response: HttpResponse) -> None:
+    """Stores the response of the command that claimed `key`, in the same transaction."""
+    headers = {name: response[name] for name in _STORED_HEADERS if response.has_header(name)}
+    models.IdempotencyKey.objects.filter(pk=key).update(
+        status_code=response.status_code, body=response.content, headers=headers
+    )
+
+
+def replay(stored: StoredResponse) -> HttpResponse:
+    response = HttpResponse(stored.body, status=stored.status_code)
+    for name, value in stored.headers.items():
+        response[name] = value
+    response[REPLAYED_HEADER] = "true"
+    return response
