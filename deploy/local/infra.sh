@@ -90,13 +90,15 @@ ensure_rabbitmq() {
       rabbitmqctl -q add_user "$name" "$password" >/dev/null
     fi
   done
-  # Least privilege (configure, write, read regexes). Both sides may declare the whole topology, so whichever
-  # starts first creates it and no event is published into an exchange with no queue. Only the read side may
-  # read (consume) queues; the write side may only publish to the events exchange.
+  # Least privilege (configure, write, read regexes). The read side owns the topology (cqrs_common.messaging):
+  # it declares exchanges, queues and bindings (binding needs write on the queue and read on the exchange;
+  # a queue with a dead-letter exchange needs read on the queue and write on the DLX), consumes, and replays
+  # dead letters into cqrs.events. The write side only declares and publishes to cqrs.events, with
+  # `mandatory`, so an event no queue takes is refused and stays in the outbox; it can read no queue.
   local topology='^(cqrs\.events|cqrs\.events\.dlx|read-service\.projector|read-service\.projector\.dlq)$'
   for vhost in $RABBITMQ_VHOSTS; do
     rabbitmqctl -q set_permissions -p "$vhost" "$RABBITMQ_WRITE_USER" \
-      "$topology" "$topology" '^(cqrs\.events|cqrs\.events\.dlx)$'
+      '^cqrs\.events$' '^cqrs\.events$' '^$'
     rabbitmqctl -q set_permissions -p "$vhost" "$RABBITMQ_READ_USER" \
       "$topology" "$topology" "$topology"
   done
