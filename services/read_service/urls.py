@@ -7,5 +7,9 @@ urlpatterns = [
     path("healthz", healthz),
     path("readyz", readyz),
     path("api/schema", SpectacularAPIView.as_view(), name="schema"),
+    path("api/", include("read_service.queries.urls")),
     path("", include("django_prometheus.urls")),
 ]
+
+handler404 = "cqrs_common.web.problems.not_found"
+handler500 = "cqrs_common.web.problems.server_error"

@@ -1,0 +1,84 @@
+"""Shapes of the read API (CONTRACT.md, "Read API"): query parameters in, JSON bodies out."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from cqrs_common.web.problems import PROBLEM_CONTENT_TYPE
+
+MAX_WAIT_MS = 30_000
+DEFAULT_WAIT_MS = 5_000
+
+
+class AccountOutput(serializers.Serializer):
+    account_id = serializers.UUIDField()
+    owner = serializers.CharField()
+    currency = serializers.CharField()
+    balance = serializers.DecimalField(max_digits=20, decimal_places=2)
+    status = serializers.ChoiceField(choices=["open", "closed"])
+    version = serializers.IntegerField()
+    opened_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+
+
+class StatementLineOutput(serializers.Serializer):
+    version = serializers.IntegerField()
+    kind = serializers.ChoiceField(choices=["deposit", "withdrawal", "transfer_in", "transfer_out"])
+    amount = serializers.DecimalField(max_digits=20, decimal_places=2)
+    balance_after = serializers.DecimalField(max_digits=20, decimal_places=2)
+    counterparty = serializers.UUIDField(allow_null=True, help_text="The other account of a transfer")
+    transfer_id = serializers.UUIDField(allow_null=True)
+    occurred_at = serializers.DateTimeField()
+
+
+class StatsOutput(serializers.Serializer):
+    accounts = serializers.IntegerField()
+    open_accounts = serializers.IntegerField()
+    total_balance = serializers.DictField(
+        child=serializers.DecimalField(max_digits=24, decimal_places=2), help_text="Per currency"
+    )
+    events_applied = serializers.IntegerField()
+
+
+class ProjectionOutput(serializers.Serializer):
+    mode = serializers.ChoiceField(choices=["broker", "replication"])
+    events_applied = serializers.IntegerField()
+    last_event_at = serializers.DateTimeField(allow_null=True)
+    lag_seconds = serializers.FloatField()
+    dead_lettered = serializers.IntegerField(help_text="Dead-lettered messages neither replayed nor purged")
+
+
+class PageParams(serializers.Serializer):
+    page = serializers.IntegerField(min_value=1, required=False)
+    page_size = serializers.IntegerField(min_value=1, max_value=500, required=False)
+
+
+class AccountFilterParams(PageParams):
+    owner = serializers.CharField(min_length=1, max_length=100, required=False)
+    status = serializers.ChoiceField(choices=["open", "closed"], required=False)
+
+
+class ConsistencyParams(serializers.Serializer):
+    min_version = serializers.IntegerField(
+        min_value=1, required=False, help_text="Wait until the projected version is at least this"
+    )
+    wait_ms = serializers.IntegerField(
+        min_value=0,
+        max_value=MAX_WAIT_MS,
+        default=DEFAULT_WAIT_MS,
+        help_text="How long to wait for min_version or X-Consistency-Token; 503 with Retry-After after that",
+    )
+
+
+class ProblemOutput(serializers.Serializer):
+    """RFC 9457 problem details, the body of every 4xx and 5xx."""
+
+    type = serializers.URLField()
+    title = serializers.CharField()
+    status = serializers.IntegerField()
+    detail = serializers.CharField()
+    errors = serializers.DictField(child=serializers.ListField(child=serializers.CharField()), required=False)
+
+
+def problems(*statuses: int) -> dict:
+    return {(status, PROBLEM_CONTENT_TYPE): ProblemOutput for status in statuses}
