@@ -47,6 +47,12 @@ def api(token: str) -> APIClient:
     return authenticated_client(token)
 
 
+@pytest.fixture
+def make_client(token: str) -> Callable[[], APIClient]:
+    """Authenticated clients on demand, e.g. one per thread."""
+    return lambda: authenticated_client(token)
+
+
 class Ledger:
     """Drives the API for a test's arrangement steps, failing loudly if a step does not succeed."""
 
@@ -102,14 +108,17 @@ def take_snapshot() -> Snapshot:
 
 
 @pytest.fixture
-def unchanged() -> Callable[[], Callable[[], None]]:
-    """`check = unchanged()` before a request; `check()` after asserts that it wrote nothing."""
+def unchanged() -> Callable[[], Callable[..., None]]:
+    """`check = unchanged()` before a request; `check()` after asserts that it wrote nothing, or nothing
+    but the idempotency keys named in `check(new_keys={...})`."""
 
-    def start() -> Callable[[], None]:
+    def start() -> Callable[..., None]:
         before = take_snapshot()
 
-        def check() -> None:
-            assert take_snapshot() == before
+        def check(new_keys: frozenset[str] | set[str] = frozenset()) -> None:
+            after = take_snapshot()
+            assert (after.events, after.accounts) == (before.events, before.accounts)
+            assert set(after.idempotency_keys) == set(before.idempotency_keys) | set(new_keys)
 
         return check
 
