@@ -1,0 +1,109 @@
+"""The write-service under gunicorn, as deployed: what only a real HTTP server shows. A chunked body (no
+Content-Length) is read, and refused with 413 past 64 KiB like any other body."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+GUNICORN = [sys.executable, "-m", "gunicorn", "-c", "python:cqrs_common.gunicorn_conf"]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[tuple[str, int]]:
+    port = _free_port()
+    env = {**os.environ, "WEB_CONCURRENCY": "1", "SERVICE_NAME": "write-service-test", "LOG_LEVEL": "WARNING"}
+    process = subprocess.Popen(
+        [*GUNICORN, "--bind", f"127.0.0.1:{port}", "write_service.wsgi"],
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("gunicorn did not start") from None
+                time.sleep(0.1)
+        yield "127.0.0.1", port
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+
+
+def _post_chunked(
+    server: tuple[str, int], token: str, path: str, chunks: list[bytes]
+) -> tuple[int, str, bytes]:
+    connection = http.client.HTTPConnection(*server, timeout=10)
+    try:
+        connection.request(
+            "POST",
+            path,
+            body=iter(chunks),
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+            encode_chunked=True,
+        )
+        response = connection.getresponse()
+        return response.status, response.getheader("Content-Type"), response.read()
+    finally:
+        connection.close()
+
+
+def _post(server: tuple[str, int], token: str, path: str, body: dict) -> dict:
+    connection = http.client.HTTPConnection(*server, timeout=10)
+    try:
+        connection.request(
+            "POST",
+            path,
+            body=json.dumps(body),
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        )
+        response = connection.getresponse()
+        assert response.status in (200, 201)
+        return json.loads(response.read())
+    finally:
+        connection.close()
+
+
+def test_a_chunked_body_is_read(server, token: str) -> None:
+    account_id = _post(server, token, "/api/accounts", {"owner": "chunky"})["account_id"]
+
+    status, _, body = _post_chunked(
+        server, token, f"/api/accounts/{account_id}/deposit", [b'{"amount"', b': "7.25"}']
+    )
+
+    assert status == 200, body
+    assert json.loads(body)["balance"] == "7.25"
+
+
+def test_a_chunked_body_over_64_kib_is_413(server, token: str) -> None:
+    from write_service.ledger import models
+
+    account_id = _post(server, token, "/api/accounts", {"owner": "chunky"})["account_id"]
+    padding = [b" " * 8192] * 9  # 72 KiB of whitespace: valid JSON if it were accepted
+
+    status, content_type, body = _post_chunked(
+        server, token, f"/api/accounts/{account_id}/deposit", [b'{"amount": "1.00"', *padding, b"}"]
+    )
+
+    assert status == 413
+    assert content_type == "application/problem+json"
+    assert json.loads(body)["status"] == 413
+    assert models.Account.objects.get(pk=account_id).version == 1
