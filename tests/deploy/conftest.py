@@ -1,0 +1,68 @@
+"""Fixtures of the offline deployment checks (tests/deploy): nothing here talks to the running system."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def require_binary(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        pytest.skip(f"{name} is not installed (deploy/local/ensure-prometheus.sh installs it)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def promtool() -> str:
+    return require_binary("promtool")
+
+
+@pytest.fixture(scope="session")
+def empty_prometheus(tmp_path_factory) -> Iterator[str]:
+    """A real Prometheus with an empty TSDB and no targets, on a free port: it parses and evaluates PromQL."""
+    binary = require_binary("prometheus")
+    home = tmp_path_factory.mktemp("prometheus")
+    (home / "prometheus.yml").write_text("global:\n  scrape_interval: 1m\n")
+    url = f"http://127.0.0.1:{free_port()}"
+    with (home / "prometheus.log").open("w") as log:
+        server = subprocess.Popen(
+            [
+                binary,
+                f"--config.file={home / 'prometheus.yml'}",
+                f"--storage.tsdb.path={home / 'data'}",
+                f"--web.listen-address={url.removeprefix('http://')}",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if requests.get(f"{url}/-/ready", timeout=1).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"prometheus did not start: {(home / 'prometheus.log').read_text()[-2000:]}")
+            time.sleep(0.1)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

@@ -1,0 +1,81 @@
+"""Prometheus configuration and alert rules (observability/prometheus), checked with promtool, offline."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+import yaml
+
+from tests.observability_expressions import REPO, alert_rules, dashboard_module
+
+PROMETHEUS = REPO / "observability" / "prometheus"
+CONFIGS = ["prometheus.native.yml", "prometheus.compose.yml", "prometheus.k8s.yml"]
+PROCESS_JOBS = {"write-service", "read-service", "relay", "projector"} | {
+    "rabbitmq",
+    "rabbitmq-queues",
+    "prometheus",
+}
+ALERT_THRESHOLDS = dashboard_module("dashboard_panels").ALERT_THRESHOLDS
+
+
+def _promtool(promtool: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([promtool, *args], capture_output=True, text=True, timeout=60, cwd=REPO)
+
+
+def _config(name: str) -> dict:
+    return yaml.safe_load((PROMETHEUS / name).read_text())
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_configuration_is_valid(promtool, name):
+    result = _promtool(promtool, "check", "config", str(PROMETHEUS / name))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 rule files found" in result.stdout  # the rules are loaded, relative to the config file
+
+
+def test_alert_rules_are_valid(promtool):
+    result = _promtool(promtool, "check", "rules", *map(str, sorted((PROMETHEUS / "rules").glob("*.yml"))))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_alert_rule_unit_tests_pass(promtool):
+    result = _promtool(promtool, "test", "rules", *map(str, sorted((PROMETHEUS / "tests").glob("*.yml"))))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
+
+
+def test_every_alert_has_a_unit_test_that_sees_it_fire():
+    fired = set()
+    for path in (PROMETHEUS / "tests").glob("*.yml"):
+        for case in yaml.safe_load(path.read_text())["tests"]:
+            fired |= {t["alertname"] for t in case.get("alert_rule_test", []) if t["exp_alerts"]}
+    assert {r["alert"] for r in alert_rules()} <= fired
+
+
+def test_every_alert_says_how_bad_and_what_to_do():
+    for rule in alert_rules():
+        assert rule["labels"]["severity"] in {"warning", "critical"}, rule["alert"]
+        assert rule["annotations"]["summary"] and rule["annotations"]["description"], rule["alert"]
+
+
+def test_dashboard_thresholds_are_the_alert_thresholds():
+    exprs = {r["alert"]: " ".join(r["expr"].split()) for r in alert_rules()}
+    for alert, (literal, _value) in ALERT_THRESHOLDS.items():
+        assert alert in exprs, alert
+        assert (f"> {literal}" if literal else "== 1") in exprs[alert], (alert, exprs[alert])
+
+
+def test_every_packaging_scrapes_the_same_jobs_on_the_contract_ports():
+    native, compose, kubernetes = (
+        {job["job_name"]: job for job in _config(name)["scrape_configs"]} for name in CONFIGS
+    )
+    assert set(native) == set(compose) == set(kubernetes) == PROCESS_JOBS
+    ports = {"write-service": 8001, "read-service": 8002, "relay": 9101, "projector": 9102, "rabbitmq": 15692}
+    for job, port in ports.items():
+        assert native[job]["static_configs"][0]["targets"] == [f"127.0.0.1:{port}"]
+        assert compose[job]["static_configs"][0]["targets"] == [f"{job}:{port}"]
+        assert kubernetes[job]["static_configs"][0]["targets"] == [f"{job}.cqrs-lab.svc:{port}"]
+    for config in (native, compose, kubernetes):
+        assert config["rabbitmq-queues"]["metrics_path"] == "/metrics/detailed"
+        assert config["rabbitmq-queues"]["static_configs"] == config["rabbitmq"]["static_configs"]
