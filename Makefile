@@ -16,7 +16,7 @@ TEST_READ_RABBITMQ_URL ?= amqp://read-service:read-service@127.0.0.1:5672/cqrs_t
 PYTEST := $(BIN)/pytest
 PYTEST_ARGS ?=
 
-.PHONY: help venv infra migrate run test test-unit test-integration test-e2e test-deploy test-chaos lint format clean
+.PHONY: help venv infra migrate migrate-test run test test-unit test-integration test-e2e test-deploy test-chaos lint format clean
 
 help:
 	@echo "make run      set up infrastructure and run write-service, read-service, relay and projector"
@@ -35,9 +35,16 @@ venv: $(STAMP)
 infra:
 	bash deploy/local/infra.sh
 
+# Migrations first, then logical replication of `events` (the publication needs the table).
 migrate: venv infra
 	$(PY) -m write_service migrate --no-input
 	$(PY) -m read_service migrate --no-input
+	bash deploy/local/replication.sh
+
+migrate-test: venv infra migrate-test
+	WRITE_DATABASE_URL=$(TEST_WRITE_DATABASE_URL) $(PY) -m write_service migrate --no-input -v0
+	READ_DATABASE_URL=$(TEST_READ_DATABASE_URL) $(PY) -m read_service migrate --no-input -v0
+	bash deploy/local/replication.sh
 
 # Native addresses (CONTRACT.md): write-service 8001, read-service 8002, relay metrics 9101, projector 9102.
 export WRITE_SERVICE_BIND ?= 127.0.0.1:8001
@@ -55,7 +62,7 @@ format: venv
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-test: venv infra
+test: venv infra migrate-test
 	$(MAKE) --no-print-directory test-unit test-integration test-e2e test-deploy
 
 test-unit: venv
