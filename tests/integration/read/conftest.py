@@ -7,8 +7,11 @@ test-database creation) and, for the projector tests, the vhost in RABBITMQ_URL.
 from __future__ import annotations
 
 import itertools
+import os
+import threading
+import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,6 +19,8 @@ import pytest
 from django.core.management import call_command
 
 from cqrs_common.events import EventEnvelope
+from cqrs_common.messaging import DEAD_LETTER_QUEUE, PROJECTOR_QUEUE, Consumer, Delivery, Publisher
+from read_service.projections.projector import Projector
 
 _positions = itertools.count(1)
 
@@ -92,3 +97,100 @@ def transfer(
 @pytest.fixture
 def account() -> Callable[..., AccountHistory]:
     return AccountHistory
+
+
+# ---------------------------------------------------------------------------------------------- RabbitMQ
+
+DEFAULT_TEST_RABBITMQ_URL = "amqp://read-service:read-service@127.0.0.1:5672/cqrs_test"
+
+
+@pytest.fixture(scope="session")
+def broker_url() -> str:
+    """The test vhost as the read-service user sees it (it owns the queues, may publish to cqrs.events)."""
+    return os.environ.get("RABBITMQ_URL", DEFAULT_TEST_RABBITMQ_URL)
+
+
+@pytest.fixture
+def broker(broker_url: str, settings: Any) -> Iterator[Consumer]:
+    """A connection with the topology declared and both queues emptied; the projector uses the same URL."""
+    settings.RABBITMQ_URL = broker_url
+    with Consumer(broker_url, connection_name="test-broker") as consumer:
+        consumer.purge(PROJECTOR_QUEUE)
+        consumer.purge(DEAD_LETTER_QUEUE)
+        yield consumer
+
+
+@pytest.fixture
+def publish(broker_url: str, broker: Consumer) -> Iterator[Callable[..., None]]:
+    """Publishes events as the relay does (Publisher, confirms)."""
+    publisher = Publisher(broker_url, connection_name="test-publisher")
+    publisher.connect()
+    yield lambda *events: publisher.publish(list(events))
+    publisher.close()
+
+
+@pytest.fixture
+def publish_raw(broker: Consumer) -> Callable[..., None]:
+    """Publishes any body with any routing key to cqrs.events (poison messages), confirmed."""
+
+    def publish(
+        body: bytes, routing_key: str = "account.MoneyDeposited", message_id: str | None = None
+    ) -> None:
+        broker.republish(
+            Delivery(
+                delivery_tag=0,
+                body=body,
+                routing_key=routing_key,
+                exchange="",
+                redelivered=False,
+                message_id=message_id or str(uuid.uuid4()),
+                content_type="application/json",
+            )
+        )
+
+    return publish
+
+
+class RunningProjector:
+    """The projector loop in a thread, as the management command runs it; `stop()` is SIGTERM."""
+
+    def __init__(self, broker_url: str, batch_size: int = 100) -> None:
+        self._stop = threading.Event()
+        projector = Projector(
+            lambda: Consumer(broker_url, connection_name="test-projector", prefetch=200),
+            batch_size=batch_size,
+            receive_timeout=0.2,
+        )
+        self._thread = threading.Thread(target=projector.run, args=(self._stop,), daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        assert not self._thread.is_alive(), "projector did not stop"
+
+
+@pytest.fixture
+def start_projector(
+    broker_url: str, broker: Consumer, transactional_db: None
+) -> Iterator[Callable[[], RunningProjector]]:
+    started: list[RunningProjector] = []
+
+    def start() -> RunningProjector:
+        started.append(RunningProjector(broker_url))
+        return started[-1]
+
+    yield start
+    for projector in started:
+        projector.stop()
+
+
+def eventually(check: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02) -> Any:
+    """Polls `check` until it returns something truthy; fails with its last value after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result or time.monotonic() > deadline:
+            assert result, f"condition not met within {timeout}s: {result!r}"
+            return result
+        time.sleep(interval)

@@ -1,0 +1,44 @@
+"""`python -m read_service projector`: consume `read-service.projector` and keep the read models current.
+
+Stops cleanly on SIGTERM or SIGINT: the batch in hand is committed and acknowledged, then the connection is
+closed and the process exits 0. Metrics are served on PROJECTOR_METRICS_PORT (default 9102; 0 serves none).
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandParser
+
+from cqrs_common import config, metrics
+from cqrs_common import logging as cqrs_logging
+from cqrs_common.messaging import Consumer
+from read_service.projections.projector import Projector
+
+
+class Command(BaseCommand):
+    help = "Apply events from RabbitMQ to the read models (stops on SIGTERM after the batch in hand)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--metrics-port", type=int, default=config.int_setting("PROJECTOR_METRICS_PORT", 9102)
+        )
+        parser.add_argument("--batch-size", type=int, default=config.int_setting("PROJECTOR_BATCH_SIZE", 500))
+        parser.add_argument("--prefetch", type=int, default=config.int_setting("PROJECTOR_PREFETCH", 1000))
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        cqrs_logging.configure(config.service_name("projector"))
+        if options["metrics_port"]:
+            metrics.serve_metrics(options["metrics_port"], process="projector")
+        stop = threading.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: stop.set())
+        prefetch = max(options["prefetch"], options["batch_size"])
+
+        def connect() -> Consumer:
+            return Consumer(settings.RABBITMQ_URL, connection_name="projector", prefetch=prefetch)
+
+        Projector(connect, batch_size=options["batch_size"]).run(stop)

@@ -1,0 +1,211 @@
+"""The projector: RabbitMQ -> the apply step -> read DB, in batches, acknowledging only what is committed.
+
+One loop: `receive` up to `batch_size` deliveries (the first waits; the rest are only those already here, so
+a lone event is applied at once and a backlog is taken in big batches), parse each, apply the batch and
+record its dead letters in ONE read-DB transaction, commit, and only then settle the messages: every refused
+one is rejected (RabbitMQ moves it to the dead-letter queue), then everything else is acknowledged with one
+ack-multiple. A crash anywhere before the ack means redelivery, and redelivered events are duplicates that
+the apply step ignores: exactly once in effect.
+
+Refused: a body that is not a valid event (`InvalidEvent`: its reason labels the metric) and an event whose
+handler failed. The loop keeps going after either.
+
+Failures of the infrastructure never refuse a message: a lost broker connection is reopened with backoff
+(the unacknowledged batch comes back by itself), a failing database is retried with backoff while the batch
+is held. `stop` (set on SIGTERM) ends the loop once the batch in hand is committed and acknowledged.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential_jitter
+
+from cqrs_common import metrics
+from cqrs_common.events import EventEnvelope, InvalidEvent, from_wire
+from cqrs_common.logging import get_logger
+from cqrs_common.messaging import BrokerError, Consumer, Delivery
+from read_service.projections.apply import BROKER, ApplyOutcome, apply_events
+from read_service.projections.dead_letters import DeadLetterEntry, dead_letters_record
+from read_service.projections.state import projector_heartbeat
+
+log = get_logger(__name__)
+
+HEARTBEAT_SECONDS = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    delivery: Delivery
+    entry: DeadLetterEntry
+
+
+class Projector:
+    def __init__(
+        self,
+        connect: Callable[[], Consumer],
+        *,
+        batch_size: int = 500,
+        receive_timeout: float = 1.0,
+    ) -> None:
+        self._connect = connect
+        self._batch_size = batch_size
+        self._receive_timeout = receive_timeout
+        self._last_heartbeat = 0.0
+
+    def run(self, stop: threading.Event) -> None:
+        """Consumes until `stop` is set; reconnects to the broker with backoff whenever it is lost."""
+        metrics.set_projection_mode(BROKER)
+        log.info("projector_started", batch_size=self._batch_size)
+        retrying = Retrying(
+            retry=retry_if_exception_type(BrokerError),
+            wait=wait_exponential_jitter(multiplier=0.2, max=10.0),
+            stop=lambda _state: stop.is_set(),
+            sleep=stop.wait,
+            before_sleep=_log_retry("broker_connection_failed"),
+            retry_error_callback=lambda _state: None,
+        )
+        try:
+            retrying(self._consume_until, stop)
+        finally:
+            connection.close()
+            log.info("projector_stopped")
+
+    def _consume_until(self, stop: threading.Event) -> None:
+        consumer = self._connect()
+        log.info("broker_connected", queue=consumer.queue)
+        try:
+            while not stop.is_set():
+                self._heartbeat()
+                deliveries = consumer.receive(self._batch_size, timeout=self._receive_timeout, idle=0.0)
+                if not deliveries:
+                    continue
+                try:
+                    self.handle(consumer, deliveries, stop)
+                except (OperationalError, InterfaceError):
+                    if not stop.is_set():
+                        raise
+                    # Stopping while the database is away: the batch goes back to the queue on close.
+                    log.warning("batch_abandoned", deliveries=len(deliveries))
+                    return
+        finally:
+            consumer.close()
+
+    def handle(self, consumer: Consumer, deliveries: Sequence[Delivery], stop: threading.Event) -> None:
+        """Applies one batch, commits, then rejects the refused deliveries and acknowledges the rest."""
+        events: list[EventEnvelope] = []
+        delivery_of: dict[int, Delivery] = {}  # id(event) -> its delivery
+        refusals: list[Refusal] = []
+        for delivery in deliveries:
+            try:
+                event = from_wire(delivery.body)
+            except InvalidEvent as exc:
+                refusals.append(Refusal(delivery, _entry(delivery, exc.reason, exc.detail)))
+                continue
+            events.append(event)
+            delivery_of[id(event)] = delivery
+
+        outcome, refusals = self._commit_with_retry(consumer, events, refusals, delivery_of, stop)
+        applied_at = time.time()
+
+        refused_tags = {r.delivery.delivery_tag for r in refusals}
+        for refusal in refusals:
+            consumer.reject(refusal.delivery.delivery_tag)
+            metrics.EVENTS_DEAD_LETTERED.labels(reason=refusal.entry.reason).inc()
+            log.warning(
+                "event_dead_lettered",
+                reason=refusal.entry.reason,
+                message_id=refusal.delivery.message_id,
+                routing_key=refusal.delivery.routing_key,
+                detail=refusal.entry.detail,
+                correlation_id=refusal.delivery.correlation_id,
+            )
+        accepted = [d.delivery_tag for d in deliveries if d.delivery_tag not in refused_tags]
+        if accepted:
+            consumer.ack(max(accepted), multiple=True)
+        for item in outcome.applied:
+            delivery = delivery_of.get(id(item.event))
+            published_at = delivery.published_at if delivery else None
+            if published_at is not None:
+                metrics.CONSUME_LAG.observe(max(0.0, applied_at - published_at.timestamp()))
+
+    def _commit_with_retry(
+        self,
+        consumer: Consumer,
+        events: list[EventEnvelope],
+        unparsable: list[Refusal],
+        delivery_of: dict[int, Delivery],
+        stop: threading.Event,
+    ) -> tuple[ApplyOutcome, list[Refusal]]:
+        """The batch's one transaction; retried while the database is unreachable (the batch stays held).
+
+        Returns what was applied and every delivery to refuse: the unparsable ones and failed handlers.
+        """
+        retrying = Retrying(
+            retry=retry_if_exception_type((OperationalError, InterfaceError)),
+            wait=wait_exponential_jitter(multiplier=0.1, max=5.0),
+            stop=lambda _state: stop.is_set(),
+            sleep=lambda seconds: _keep_alive(consumer, seconds),
+            before_sleep=_log_retry("database_unavailable", reconnect=True),
+            reraise=True,
+        )
+        for attempt in retrying:
+            with attempt, transaction.atomic():
+                outcome = apply_events(events, path=BROKER)
+                refusals = [
+                    *unparsable,
+                    *(
+                        Refusal(delivery, _entry(delivery, failure.reason, failure.detail))
+                        for failure in outcome.live_failures()
+                        for delivery in [delivery_of[id(failure.event)]]
+                    ),
+                ]
+                dead_letters_record(r.entry for r in refusals)
+        return outcome, refusals
+
+    def _heartbeat(self) -> None:
+        now = time.monotonic()
+        if now - self._last_heartbeat < HEARTBEAT_SECONDS:
+            return
+        try:
+            projector_heartbeat(mode=BROKER)
+        except DatabaseError as exc:  # the next batch will retry the database anyway
+            log.warning("heartbeat_failed", error=str(exc))
+            connection.close()
+        self._last_heartbeat = now
+
+
+def _entry(delivery: Delivery, reason: str, detail: str) -> DeadLetterEntry:
+    return DeadLetterEntry(
+        message_id=delivery.message_id,
+        reason=reason,
+        detail=detail,
+        event_type=delivery.type,
+        routing_key=delivery.routing_key,
+    )
+
+
+def _keep_alive(consumer: Consumer, seconds: float) -> None:
+    """Sleeps while answering the broker's heartbeats, so the held batch is not handed to someone else."""
+    deadline = time.monotonic() + seconds
+    while (remaining := deadline - time.monotonic()) > 0:
+        try:
+            consumer.process_events(time_limit=remaining)
+        except BrokerError:
+            time.sleep(remaining)  # the batch returns to the queue anyway; finish the backoff
+
+
+def _log_retry(event: str, *, reconnect: bool = False) -> Callable[[RetryCallState], None]:
+    def before_sleep(state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        log.warning(
+            event, attempt=state.attempt_number, error=str(error), retry_in=round(state.upcoming_sleep, 2)
+        )
+        if reconnect:
+            connection.close()  # Django opens a fresh connection on the next query
+
+    return before_sleep
