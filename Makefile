@@ -19,7 +19,7 @@ PYTEST_ARGS ?=
 .PHONY: help venv infra migrate migrate-test run test test-unit test-integration test-e2e test-deploy test-chaos lint format clean
 
 help:
-	@echo "make run      set up infrastructure and run write-service, read-service, relay and projector"
+	@echo "make run      set up infrastructure and run write-service, read-service, relay, projector (and Prometheus)"
 	@echo "make test     set up infrastructure and run every test (unit, integration, e2e, deploy)"
 	@echo "make lint     ruff"
 	@echo "make test-unit | test-integration | test-e2e | test-deploy | test-chaos"
@@ -34,6 +34,7 @@ venv: $(STAMP)
 
 infra:
 	bash deploy/local/infra.sh
+	bash deploy/local/ensure-prometheus.sh
 
 # Migrations first, then logical replication of `events` (the publication needs the table).
 migrate: venv infra
@@ -50,9 +51,12 @@ migrate-test: venv infra migrate-test
 export WRITE_SERVICE_BIND ?= 127.0.0.1:8001
 export READ_SERVICE_BIND ?= 127.0.0.1:8002
 
+# Logs: the readable console rendering when make runs at a terminal, JSON lines otherwise.
 run: migrate
 	mkdir -p var
-	$(BIN)/supervisord -n -c deploy/local/supervisord.conf
+	@if command -v prometheus >/dev/null; then echo "Prometheus: http://127.0.0.1:9090 (alerts: /alerts, targets: /targets)"; fi
+	LOG_FORMAT=$${LOG_FORMAT:-$$(test -t 1 && echo console || echo json)} \
+		$(BIN)/supervisord -n -c deploy/local/supervisord.conf
 
 lint: venv
 	$(BIN)/ruff check .
