@@ -66,3 +66,7 @@ def empty_prometheus(tmp_path_factory) -> Iterator[str]:
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+# Fixtures of the packaging checks (Compose, kustomize, Tiltfile, Dockerfile) live with their helpers.
+from packaging_support import base_objects, compose, private_postgres  # noqa: E402, F401
