@@ -1,25 +1,40 @@
-"""Fixtures of the outbox relay's and messaging's tests: RabbitMQ as each side's user sees it, events built
-in a line. The write DB comes from the tier's conftest (migrated once).
+"""Fixtures of the outbox relay's and messaging's tests: RabbitMQ as each side's user sees it, the outbox
+filled with plain SQL, relays in this process or as `python -m write_service relay`.
 
 RABBITMQ_URL is the vhost as the write-service's user sees it; TEST_READ_RABBITMQ_URL the same vhost as the
-read-service's user (which owns the queues) sees it.
+read-service's user (which owns the queues) sees it. WRITE_DATABASE_URL is the write database; the relay and
+these fixtures use it without Django (the relay has its own session), so the schema is migrated the way an
+operator does it, with `python -m write_service migrate`.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
+import subprocess
+import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import environ
+import psycopg2.extras
 import pytest
 
-from cqrs_common.events import EventEnvelope
+from cqrs_common.events import EventEnvelope, from_wire
 from cqrs_common.messaging import DEAD_LETTER_QUEUE, PROJECTOR_QUEUE, Consumer, Publisher
+from tests.support.private_rabbitmq import PrivateRabbitMQ
+from tests.support.processes import PYTHON, ServiceProcess, free_port, relay_process
+from write_service.outbox.relay import Relay, RelaySettings
+from write_service.outbox.session import session_open
 
 DEFAULT_TEST_RABBITMQ_URL = "amqp://write-service:write-service@127.0.0.1:5672/cqrs_test"
+DEFAULT_TEST_DATABASE_URL = "postgres://cqrs_write:cqrs_write@127.0.0.1:5433/cqrs_write_test"
 
 
 @pytest.fixture(scope="session")
@@ -86,3 +101,166 @@ def _make_event(
 def make_event() -> Callable[..., EventEnvelope]:
     """Builds an `EventEnvelope` (a deposit of 10.00 on a new account unless told otherwise)."""
     return _make_event
+
+
+# ------------------------------------------------------------------------------------------------ database
+
+
+@pytest.fixture(scope="session")
+def database_url() -> str:
+    return os.environ.get("WRITE_DATABASE_URL", DEFAULT_TEST_DATABASE_URL)
+
+
+@pytest.fixture(scope="session")
+def database(database_url: str) -> dict[str, Any]:
+    """The write database as a Django DATABASES entry (what the relay is configured with), migrated."""
+    subprocess.run(
+        [PYTHON, "-m", "write_service", "migrate", "--no-input", "-v", "0"],
+        env={**os.environ, "WRITE_DATABASE_URL": database_url},
+        check=True,
+        timeout=120,
+    )
+    return environ.Env.db_url_config(database_url)
+
+
+@pytest.fixture
+def outbox(database: dict[str, Any]) -> Iterator[Outbox]:
+    """An empty outbox (the events table truncated) and a way to append to it."""
+    outbox = Outbox(database)
+    outbox.truncate()
+    yield outbox
+    outbox.close()
+
+
+class Outbox:
+    """The `events` table driven with plain SQL, as committed commands leave it."""
+
+    def __init__(self, database: dict[str, Any]) -> None:
+        self.connection = session_open(database, application_name="test-outbox")
+
+    def close(self) -> None:
+        self.connection.close()
+
+    def truncate(self) -> None:
+        with self.connection.cursor() as cursor:
+            cursor.execute("TRUNCATE events")
+
+    def append(
+        self, count: int, *, accounts: int = 1, correlation_id: str = "test-correlation"
+    ) -> list[Appended]:
+        """Commits `count` deposits spread round-robin over `accounts` new accounts, in one transaction."""
+        aggregate_ids = [uuid.uuid4() for _ in range(accounts)]
+        versions = dict.fromkeys(aggregate_ids, 0)
+        rows = []
+        for i in range(count):
+            aggregate_id = aggregate_ids[i % accounts]
+            versions[aggregate_id] += 1
+            rows.append(
+                (
+                    uuid.uuid4(),
+                    aggregate_id,
+                    versions[aggregate_id],
+                    json.dumps({"amount": "1.00"}),
+                    correlation_id,
+                )
+            )
+        with self.connection.cursor() as cursor:
+            returned = psycopg2.extras.execute_values(
+                cursor,
+                """
+                INSERT INTO events (event_id, aggregate_id, aggregate_version, data, correlation_id,
+                                    aggregate_type, event_type, schema_version, occurred_at)
+                SELECT v.event_id::uuid, v.aggregate_id::uuid, v.version::int, v.data::jsonb,
+                       v.correlation_id, 'account', 'MoneyDeposited', 1, clock_timestamp()
+                  FROM (VALUES %s) AS v (event_id, aggregate_id, version, data, correlation_id)
+                RETURNING position, event_id, aggregate_id, aggregate_version
+                """,
+                rows,
+                page_size=1000,
+                fetch=True,
+            )
+        return sorted(Appended(*row) for row in returned)
+
+    def unpublished(self) -> int:
+        with self.connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM events WHERE published_at IS NULL")
+            return cursor.fetchone()[0]
+
+
+@dataclass(frozen=True, order=True)
+class Appended:
+    position: int
+    event_id: uuid.UUID
+    aggregate_id: uuid.UUID
+    aggregate_version: int
+
+
+def receive_events(consumer: Consumer, expected: int, timeout: float = 20.0) -> list[EventEnvelope]:
+    """Receives and acknowledges until `expected` messages arrived (or time is up); returns their events."""
+    events: list[EventEnvelope] = []
+    deadline = time.monotonic() + timeout
+    while len(events) < expected and time.monotonic() < deadline:
+        batch = consumer.receive(max_count=1000, timeout=0.5)
+        if batch:
+            events += [from_wire(delivery.body) for delivery in batch]
+            consumer.ack(batch[-1].delivery_tag, multiple=True)
+    return events
+
+
+# --------------------------------------------------------------------------------------------------- relays
+
+
+@pytest.fixture
+def relay_settings(database: dict[str, Any], write_broker_url: str) -> RelaySettings:
+    return RelaySettings(database=database, broker_url=write_broker_url, name="test-relay", max_backoff=0.5)
+
+
+@pytest.fixture
+def start_relay(relay_settings: RelaySettings) -> Iterator[Callable[..., Relay]]:
+    """Starts relays in threads of this process (`start_relay(poll_interval=...)`); all stop at teardown."""
+    running: list[tuple[Relay, threading.Thread]] = []
+
+    def start(**overrides: Any) -> Relay:
+        relay = Relay(dataclasses.replace(relay_settings, **overrides))
+        thread = threading.Thread(target=relay.run, name="relay", daemon=True)
+        thread.start()
+        running.append((relay, thread))
+        return relay
+
+    yield start
+    for relay, thread in running:
+        relay.stopper.request()
+        thread.join(timeout=30)
+        assert not thread.is_alive(), "the relay did not stop"
+
+
+@pytest.fixture
+def relay_processes(database_url: str, write_broker_url: str) -> Iterator[Callable[..., ServiceProcess]]:
+    """Starts `python -m write_service relay` processes (`relay_processes(name)`); all killed at teardown."""
+    started: list[ServiceProcess] = []
+
+    def start(name: str, **env: str) -> ServiceProcess:
+        process = relay_process(
+            name,
+            {
+                "WRITE_DATABASE_URL": database_url,
+                "RABBITMQ_URL": write_broker_url,
+                "RELAY_METRICS_PORT": str(free_port()),
+                "RELAY_MAX_BACKOFF_SECONDS": "0.5",
+                **env,
+            },
+        ).start()
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.kill()
+
+
+@pytest.fixture
+def private_broker() -> Iterator[PrivateRabbitMQ]:
+    """A RabbitMQ node of this test's own, to stop and start at will; removed afterwards."""
+    node = PrivateRabbitMQ().start()
+    yield node
+    node.destroy()

@@ -1,0 +1,265 @@
+"""The relay's loop: become leader, drain the outbox in confirmed batches, wait for the next commit.
+
+Order of a batch: read unpublished events (position order), publish them all, wait for RabbitMQ's confirms,
+then mark them published in one UPDATE. A crash between confirm and mark publishes the batch again on restart:
+duplicates, never a gap (the projector ignores duplicates). While RabbitMQ is down the relay retries with
+backoff, the write-service keeps accepting commands, and the outbox grows; on reconnect it drains.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import select
+import time
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg2
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential_jitter
+
+from cqrs_common import metrics
+from cqrs_common.events import EventEnvelope
+from cqrs_common.logging import get_logger
+from cqrs_common.messaging import BrokerError, Publisher
+from write_service.outbox.leadership import leadership_holder, leadership_try_acquire
+from write_service.outbox.session import Session, session_close, session_listen, session_open, session_wait
+from write_service.outbox.store import (
+    events_mark_published,
+    events_unpublished,
+    outbox_backlog,
+    replication_slots_retained_bytes,
+    utc_now,
+)
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class RelaySettings:
+    database: Mapping[str, Any]  # a Django DATABASES entry
+    broker_url: str
+    name: str = "relay"
+    batch_size: int = 1000
+    poll_interval: float = 1.0  # fallback when a notification is missed (e.g. after a reconnect)
+    standby_interval: float = 1.0  # how often a standby retries the leadership lock
+    max_backoff: float = 5.0  # cap of the exponential backoff between broker or database retries
+    metrics_interval: float = 1.0  # backlog and WAL retention gauges are refreshed at most this often
+
+
+class Stopper:
+    """A stop request that also wakes a waiting `select`, so SIGTERM is handled at once, not at the next poll.
+
+    `request` is safe to call from a signal handler (it sets a flag and writes one byte to a pipe).
+    """
+
+    def __init__(self) -> None:
+        self._read_fd, self._write_fd = os.pipe()
+        os.set_blocking(self._write_fd, False)
+        self.requested = False
+
+    def request(self, *_signal: object) -> None:
+        self.requested = True
+        with contextlib.suppress(BlockingIOError):  # the pipe already holds a wake-up
+            os.write(self._write_fd, b"x")
+
+    def fileno(self) -> int:
+        return self._read_fd
+
+    def sleep(self, seconds: float) -> None:
+        """Sleeps, returning early when a stop is requested."""
+        if not self.requested:
+            select.select([self._read_fd], [], [], seconds)
+
+
+class Relay:
+    def __init__(self, settings: RelaySettings, stopper: Stopper | None = None) -> None:
+        self.settings = settings
+        self.stopper = stopper or Stopper()
+        self._session: Session | None = None
+        self._publisher: Publisher | None = None
+        self._metrics_due = 0.0
+
+    def run(self) -> None:
+        """Runs until a stop is requested; survives database and broker outages."""
+        log.info("relay_started", batch_size=self.settings.batch_size)
+        retrying = Retrying(
+            retry=retry_if_exception_type(psycopg2.Error),
+            wait=self._backoff(),
+            stop=self._stop_requested,
+            sleep=self.stopper.sleep,
+            before_sleep=self._on_database_failure,
+            reraise=True,
+        )
+        try:
+            retrying(self._serve)
+        except (psycopg2.Error, BrokerError):
+            if not self.stopper.requested:
+                raise
+        finally:
+            self.close()
+            log.info("relay_stopped")
+
+    def close(self) -> None:
+        self._close_publisher()
+        session_close(self._session)
+        self._session = None
+
+    def drain(self) -> int:
+        """Publishes unpublished events in batches until none is left (or a stop); returns how many."""
+        session = self._require_session()
+        published = 0
+        while not self.stopper.requested:
+            events = events_unpublished(session, limit=self.settings.batch_size)
+            if not events:
+                break
+            self._connected_publisher().publish(events)
+            confirmed_at = utc_now()
+            marked = events_mark_published(session, positions=[event.position for event in events])
+            session.notifies.clear()  # this drain covers every commit they announced
+            self._record_published(events, confirmed_at, marked)
+            published += len(events)
+            self._refresh_gauges()
+            if len(events) < self.settings.batch_size:
+                break
+        return published
+
+    def _serve(self) -> None:
+        """One database session: stand by until leader, then publish until stopped or something fails."""
+        self.close()
+        self._session = session_open(self.settings.database, application_name=self.settings.name)
+        if not self._await_leadership():
+            return
+        session_listen(self._session)
+        self._refresh_gauges(force=True)
+        while not self.stopper.requested:
+            published = self._drain_with_retries()
+            self._refresh_gauges(force=published > 0)  # drained: show the backlog at (about) zero at once
+            if self.stopper.requested:
+                break
+            session_wait(self._session, self.settings.poll_interval, wake_fds=[self.stopper.fileno()])
+            self._keep_broker_alive()
+            self._refresh_gauges()
+
+    def _await_leadership(self) -> bool:
+        session = self._require_session()
+        announced = False
+        while not self.stopper.requested:
+            if leadership_try_acquire(session):
+                log.info("relay_leadership_acquired", backend_pid=session.get_backend_pid())
+                return True
+            if not announced:
+                log.info("relay_standing_by", leader_backend_pid=leadership_holder(session))
+                announced = True
+            self.stopper.sleep(self.settings.standby_interval)
+        return False
+
+    def _drain_with_retries(self) -> int:
+        """Drains; while RabbitMQ fails, retries with exponential backoff (the outbox keeps the events)."""
+        return Retrying(
+            retry=retry_if_exception_type(BrokerError),
+            wait=self._backoff(),
+            stop=self._stop_requested,
+            sleep=self.stopper.sleep,
+            before_sleep=self._on_broker_failure,
+            reraise=True,
+        )(self.drain)
+
+    def _connected_publisher(self) -> Publisher:
+        if self._publisher is None or not self._publisher.is_open:
+            self._close_publisher()
+            publisher = Publisher(self.settings.broker_url, connection_name=self.settings.name)
+            publisher.connect()
+            self._publisher = publisher
+            log.info("broker_connected")
+        return self._publisher
+
+    def _keep_broker_alive(self) -> None:
+        """Answers heartbeats while idle; a lost connection is replaced at the next drain."""
+        if self._publisher is None:
+            return
+        try:
+            self._publisher.process_events()
+        except BrokerError as exc:
+            log.warning("broker_connection_failed", error=str(exc))
+            self._close_publisher()
+
+    def _close_publisher(self) -> None:
+        publisher, self._publisher = self._publisher, None
+        if publisher is not None:
+            publisher.close()
+
+    def _record_published(self, events: list[EventEnvelope], confirmed_at: datetime, marked: int) -> None:
+        for event_type, count in Counter(event.type for event in events).items():
+            metrics.EVENTS_PUBLISHED.labels(type=event_type).inc(count)
+        for event in events:
+            metrics.PUBLISH_LAG.observe(max((confirmed_at - event.occurred_at).total_seconds(), 0.0))
+        log.info(
+            "event_published",
+            count=len(events),
+            first_position=events[0].position,
+            last_position=events[-1].position,
+        )
+        if marked != len(events):
+            # Only possible if another relay marked them: two leaders for a moment (a lost session).
+            log.warning("events_already_marked", count=len(events) - marked)
+        if log.isEnabledFor(logging.DEBUG):
+            for event in events:
+                log.debug(
+                    "event_published",
+                    event_id=str(event.event_id),
+                    position=event.position,
+                    type=event.type,
+                    aggregate_id=str(event.aggregate_id),
+                    aggregate_version=event.aggregate_version,
+                    correlation_id=event.correlation_id,
+                )
+
+    def _refresh_gauges(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now < self._metrics_due:
+            return
+        self._metrics_due = now + self.settings.metrics_interval
+        session = self._require_session()
+        backlog = outbox_backlog(session)
+        metrics.OUTBOX_BACKLOG.set(backlog.count)
+        metrics.OUTBOX_OLDEST_AGE.set(backlog.oldest_age_seconds(utc_now()))
+        slots = replication_slots_retained_bytes(session)
+        metrics.REPLICATION_SLOT_RETAINED.clear()
+        for slot, retained in slots.items():
+            metrics.REPLICATION_SLOT_RETAINED.labels(slot=slot).set(retained)
+
+    def _on_broker_failure(self, state: RetryCallState) -> None:
+        self._close_publisher()
+        log.warning(
+            "broker_connection_failed",
+            error=str(state.outcome.exception()) if state.outcome else None,
+            attempt=state.attempt_number,
+            retry_in_seconds=round(state.upcoming_sleep, 2),
+        )
+        self._refresh_gauges()  # the backlog grows during an outage; keep showing it
+
+    def _on_database_failure(self, state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        log.warning(
+            "database_connection_failed",
+            error=str(exc).strip(),
+            attempt=state.attempt_number,
+            retry_in_seconds=round(state.upcoming_sleep, 2),
+        )
+        self.close()
+
+    def _backoff(self) -> wait_exponential_jitter:
+        return wait_exponential_jitter(multiplier=0.1, max=self.settings.max_backoff, jitter=0.1)
+
+    def _stop_requested(self, _state: RetryCallState) -> bool:
+        return self.stopper.requested
+
+    def _require_session(self) -> Session:
+        if self._session is None:
+            raise RuntimeError("the relay has no database session")
+        return self._session

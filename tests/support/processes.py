@@ -1,0 +1,131 @@
+"""Starting the system's processes as a user would (`python -m write_service relay`, gunicorn, ...) and
+reading their JSON log lines."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+PYTHON = str(Path(sys.executable))
+
+
+def free_port() -> int:
+    """A port nothing listens on now (the OS picks it), for a server a test starts."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def eventually(condition: Callable[[], Any], timeout: float, interval: float = 0.05, what: str = "") -> Any:
+    """Polls until `condition()` is truthy and returns it; fails the test after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or condition}")
+        time.sleep(interval)
+
+
+class ServiceProcess:
+    """One process of the system, its stderr log lines (JSON) collected in the background."""
+
+    def __init__(self, name: str, argv: Sequence[str], env: Mapping[str, str]) -> None:
+        self.name = name
+        self.argv = list(argv)
+        self.env = {**os.environ, "LOG_FORMAT": "json", "SERVICE_NAME": name, **env}
+        self.lines: list[dict[str, Any]] = []
+        self.raw: list[str] = []
+        self.process: subprocess.Popen[str] | None = None
+        self._lock = threading.Lock()
+
+    def start(self) -> ServiceProcess:
+        self.process = subprocess.Popen(
+            self.argv,
+            cwd=REPO,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,  # a signal to the test's process group never reaches it
+        )
+        threading.Thread(target=self._collect, daemon=True, name=f"log-{self.name}").start()
+        return self
+
+    def _collect(self) -> None:
+        assert self.process is not None and self.process.stdout is not None
+        for line in self.process.stdout:
+            with self._lock:
+                self.raw.append(line.rstrip("\n"))
+                try:
+                    parsed = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(parsed, dict):
+                    self.lines.append(parsed)
+
+    def logged(self, event: str, **fields: Any) -> list[dict[str, Any]]:
+        with self._lock:
+            return [
+                line
+                for line in self.lines
+                if line.get("event") == event and all(line.get(k) == v for k, v in fields.items())
+            ]
+
+    def wait_for_log(self, event: str, timeout: float = 20.0, **fields: Any) -> dict[str, Any]:
+        def seen() -> dict[str, Any] | None:
+            if (
+                self.process is not None
+                and self.process.poll() is not None
+                and not self.logged(event, **fields)
+            ):
+                raise AssertionError(f"{self.name} exited ({self.process.returncode}):\n{self.output()}")
+            found = self.logged(event, **fields)
+            return found[0] if found else None
+
+        try:
+            return eventually(seen, timeout, what=f"{self.name} to log {event}")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n--- {self.name} output ---\n{self.output()}") from None
+
+    def output(self, last: int = 60) -> str:
+        with self._lock:
+            return "\n".join(self.raw[-last:])
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup at all, as when a machine or container dies."""
+        if self.running:
+            assert self.process is not None
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+    def terminate(self, timeout: float = 20.0) -> int:
+        """SIGTERM and wait; returns the exit code (SIGKILL if it does not stop in time)."""
+        assert self.process is not None
+        if self.running:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        return self.process.returncode
+
+
+def relay_process(name: str, env: Mapping[str, str]) -> ServiceProcess:
+    return ServiceProcess(name, [PYTHON, "-m", "write_service", "relay"], env)
