@@ -11,5 +11,6 @@ urlpatterns = [
     path("", include("django_prometheus.urls")),
 ]
 
+handler400 = "cqrs_common.web.problems.bad_request"
 handler404 = "cqrs_common.web.problems.not_found"
 handler500 = "cqrs_common.web.problems.server_error"

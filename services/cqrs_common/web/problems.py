@@ -85,6 +85,11 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> HttpResponse |
     return problem(response.status_code, str(detail), headers=headers)
 
 
+def bad_request(request: Any, exception: Exception | None = None) -> HttpResponse:
+    """Django's handler400 (e.g. a Host header outside ALLOWED_HOSTS), in problem+json like the rest."""
+    return problem(400, "The request could not be understood.")
+
+
 def not_found(request: Any, exception: Exception | None = None) -> HttpResponse:
     """Django's handler404 (a URL no view matches, e.g. an account id that is not a UUID)."""
     return problem(404, "There is nothing at this URL.")

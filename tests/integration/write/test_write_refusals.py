@@ -352,3 +352,9 @@ def test_an_unsupported_method_is_405_with_allow(api, unchanged, assert_problem)
     assert_problem(response, 405)
     assert "POST" in response["Allow"]
     check()
+
+
+def test_a_host_outside_allowed_hosts_is_400_problem(ledger, unchanged, assert_problem) -> None:
+    check = unchanged()
+    assert_problem(ledger.post("/api/accounts", {"owner": "eve"}, HTTP_HOST="evil.example"), 400)
+    check()
