@@ -26,6 +26,9 @@ from prometheus_client import (
 )
 from prometheus_client.registry import Collector
 
+from cqrs_common import config
+from cqrs_common.events import EVENT_TYPES
+
 # 1 ms .. 60 s: the steady-state target is a few ms, an outage is tens of seconds. 1 s (the lag SLO the alerts
 # use) is a bucket boundary, so the alert's quantile is exact at the threshold.
 LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -82,10 +85,30 @@ def set_projection_mode(active: str) -> None:
 
 
 def registry_for(process: Process) -> CollectorRegistry:
-    """A registry holding only `process`'s contract metrics and the process/python runtime metrics."""
+    """A registry holding only `process`'s contract metrics and the process/python runtime metrics.
+
+    Counters for every known label value start at 0 here: Prometheus sees no increase in a series whose
+    first sample is already 1, so the first event of a type would be missing from every rate() otherwise.
+    """
     if process not in METRICS_OF:
         raise ValueError(f"no metrics are defined for {process!r}; expected one of {sorted(METRICS_OF)}")
+    _start_known_series_at_zero(process)
     return _registry_of((*METRICS_OF[process], *_RUNTIME_COLLECTORS))
+
+
+def _start_known_series_at_zero(process: str) -> None:
+    if process == "relay":
+        for event_type in EVENT_TYPES:
+            EVENTS_PUBLISHED.labels(type=event_type)
+    if process == "projector":
+        for path in PATHS:
+            EVENTS_DUPLICATE.labels(path=path)
+            for event_type in EVENT_TYPES:
+                EVENTS_APPLIED.labels(type=event_type, path=path)
+
+
+def _process_named(name: str) -> Process | None:
+    return name if name in METRICS_OF else None  # type: ignore[return-value]
 
 
 def _registry_of(collectors: Iterable[Collector]) -> CollectorRegistry:
@@ -104,9 +127,11 @@ def serve_metrics(
 ) -> None:
     """Expose /metrics for a non-web process (relay, projector) on its own port, in a daemon thread.
 
-    With `process`, only that process's metrics are served; with neither argument, the whole default registry.
+    With `process` (by default SERVICE_NAME, when it names the relay or the projector), only that process's
+    metrics are served; otherwise the whole default registry.
     """
     if registry is None:
+        process = process or _process_named(config.service_name(""))
         registry = registry_for(process) if process else REGISTRY
     # `*_created` series double the output and nothing here reads them.
     disable_created_metrics()

@@ -6,6 +6,7 @@ import pytest
 from prometheus_client import REGISTRY, generate_latest
 
 from cqrs_common import metrics
+from cqrs_common.events import EVENT_TYPES
 
 RELAY_NAMES = {
     "cqrs_outbox_backlog",
@@ -67,3 +68,14 @@ def test_projection_mode_marks_exactly_one_path_active():
     registry = metrics.registry_for("projector")
     assert registry.get_sample_value("cqrs_projection_mode", {"path": "replication"}) == 1
     assert registry.get_sample_value("cqrs_projection_mode", {"path": "broker"}) == 0
+
+
+def test_known_label_values_start_at_zero_so_the_first_event_is_an_increase():
+    relay, projector = metrics.registry_for("relay"), metrics.registry_for("projector")
+    for event_type in EVENT_TYPES:
+        assert relay.get_sample_value("cqrs_events_published_total", {"type": event_type}) is not None
+        for path in metrics.PATHS:
+            labels = {"type": event_type, "path": path}
+            assert projector.get_sample_value("cqrs_events_applied_total", labels) is not None
+    for path in metrics.PATHS:
+        assert projector.get_sample_value("cqrs_events_duplicate_total", {"path": path}) is not None
