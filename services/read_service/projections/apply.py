@@ -6,28 +6,34 @@ event's version with the account's applied version (the highest `applied_events.
 written in the same transaction as the read-model change, so the two can never disagree):
 
 - version <= applied: a duplicate, counted and ignored;
-- version == applied + 1: the handler runs inside a savepoint, the tracking row is written, then events of
-  that account waiting in `pending_events` that are now next are applied too;
+- version == applied + 1: the handler runs, the tracking row is written, then events of that account
+  waiting in `pending_events` that are now next are applied too;
 - version > applied + 1: the event is parked in `pending_events` until the gap before it is filled;
-- handler failure: the savepoint is rolled back (that event alone) and the event is reported as failed,
-  so the caller dead-letters it. A parked event that fails when drained has no message left to dead-letter;
-  the apply step writes its dead-letter record, which keeps the event for `dlq replay`.
+- handler failure: that event alone is undone and reported as failed, with a dead-letter record written in
+  the same transaction. An event that came from the broker has its message in the DLQ once the caller
+  rejects it; any other (a parked event that fails when drained, an event of the replication path) has no
+  message to reject, so its record keeps the event for `dlq replay`.
 
-Accounts of a batch are locked (transaction-level advisory locks, in key order) before anything is read, so
-concurrent appliers (a second projector during a rollout, the replication path) serialise per account
-without deadlocks. Errors of the database itself propagate: the caller retries the whole batch.
+Handlers fail rarely, and a savepoint around each event would cost two round trips per event, so a batch
+runs first without them, its tracking rows written together at the end; if a handler fails, the
+transaction is rolled back and the batch runs again with a savepoint around each event (handler and
+tracking row), so only the failing ones are undone.
+
+Accounts of a batch are locked (transaction-level advisory locks, in key order) before their versions are
+read, so concurrent appliers (a second projector during a rollout, the replication path) serialise per
+account without deadlocks. Errors of the database itself propagate: the caller retries the whole batch.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
-from django.db import InterfaceError, OperationalError, connection, transaction
+from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
 
 from cqrs_common import metrics
 from cqrs_common.events import EventEnvelope, InvalidEvent, from_dict, routing_key, to_wire
@@ -44,6 +50,7 @@ PATHS = (BROKER, REPLICATION)
 PROJECTED_CHANNEL = "account_projected"
 HANDLER_FAILED = "handler_failed"
 UNKNOWN_TYPE = "unknown_type"
+MAX_LOGGED_IDS = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +64,7 @@ class Failure:
     event: EventEnvelope
     reason: str
     detail: str
-    from_pending: bool = False  # True: dead-lettered by the apply step already (the record keeps the event)
+    from_pending: bool = False
 
 
 @dataclass(slots=True)
@@ -66,39 +73,58 @@ class ApplyOutcome:
     duplicates: list[EventEnvelope] = field(default_factory=list)
     parked: list[EventEnvelope] = field(default_factory=list)
     failed: list[Failure] = field(default_factory=list)
+    # Reasons of dead letters whose record is the only copy (nothing for the caller to reject).
+    recorded_only: list[str] = field(default_factory=list)
 
-    def live_failures(self) -> list[Failure]:
-        """Failures of the events the caller handed in: the caller dead-letters these."""
-        return [failure for failure in self.failed if not failure.from_pending]
+    def failures_to_reject(self, path: str) -> list[Failure]:
+        """Failed events that arrived as broker messages in this call: the caller rejects them to the DLQ."""
+        return [f for f in self.failed if path == BROKER and not f.from_pending]
 
 
-def apply_events(events: Sequence[EventEnvelope], *, path: str) -> ApplyOutcome:
+class _HandlerFailed(Exception):
+    """Raised out of the savepoint-less first run so the batch is redone with savepoints."""
+
+
+def apply_events(
+    events: Sequence[EventEnvelope], *, path: str, refused: Iterable[DeadLetterEntry] = ()
+) -> ApplyOutcome:
+    """Applies `events` in one transaction; `refused` are dead-letter records of messages that never became
+    events (unparsable), written in the same transaction."""
     if path not in PATHS:
         raise ValueError(f"unknown path {path!r}")
+    refused = list(refused)
+    try:
+        return _apply(events, path, refused, isolate=False)
+    except _HandlerFailed:
+        return _apply(events, path, refused, isolate=True)
+
+
+def _apply(events: Sequence[EventEnvelope], path: str, refused: list[DeadLetterEntry], *, isolate: bool):
     outcome = ApplyOutcome()
-    if not events:
-        return outcome
     with transaction.atomic(), connection.cursor() as cursor:
-        accounts = sorted({event.aggregate_id for event in events}, key=str)
-        _lock_accounts(cursor, accounts)
-        batch = _Batch(cursor, path, outcome, accounts)
+        batch = _Batch(cursor, path, outcome, isolate, {event.aggregate_id for event in events})
         for event in events:
             batch.route(event)
-        _record_progress(cursor, outcome)
-        transaction.on_commit(lambda: _observe(outcome, path, batch.parked_dead_letters))
+        dead_letters_record([*refused, *batch.dead_letters])
+        try:
+            _record_progress(cursor, outcome, batch.untracked)
+        except IntegrityError as exc:  # an event id seen before with another version: find it, one by one
+            raise _HandlerFailed from exc
+        transaction.on_commit(lambda: _observe(outcome, path))
     return outcome
 
 
 class _Batch:
     """State of one apply transaction: applied version per account, accounts with parked events."""
 
-    def __init__(self, cursor: Any, path: str, outcome: ApplyOutcome, accounts: list[UUID]) -> None:
+    def __init__(self, cursor: Any, path: str, outcome: ApplyOutcome, isolate: bool, accounts: set[UUID]):
         self.cursor = cursor
         self.path = path
         self.outcome = outcome
-        self.versions = _applied_versions(cursor, accounts)
-        self.waiting = _accounts_waiting(cursor, accounts)
-        self.parked_dead_letters: list[str] = []  # reasons, counted once the transaction commits
+        self.isolate = isolate
+        self.dead_letters: list[DeadLetterEntry] = []
+        self.untracked: list[Applied] = []  # applied without a savepoint; tracked together at the end
+        self.versions, self.waiting = _lock_and_read(cursor, accounts)
 
     def route(self, event: EventEnvelope) -> None:
         applied_version = self.versions.get(event.aggregate_id, 0)
@@ -115,32 +141,40 @@ class _Batch:
 
     def apply(self, event: EventEnvelope, path: str, *, from_pending: bool) -> bool:
         handler = HANDLERS.get(event.type)
-        if handler is None:  # from_wire refuses unknown types; another path might not
-            return self.fail(Failure(event, UNKNOWN_TYPE, f"no handler for {event.type}", from_pending))
         try:
-            with transaction.atomic():  # a savepoint: a failure undoes this event only
+            if handler is None:  # from_wire refuses unknown types; another path might not
+                raise LookupError(f"no handler for {event.type}")
+            if self.isolate:
+                with transaction.atomic():  # a savepoint: a failure undoes this event only
+                    handler(self.cursor, event)
+                    _track(self.cursor, event, path)
+            else:
                 handler(self.cursor, event)
-                _track(self.cursor, event, path)
+                self.untracked.append(Applied(event, path))
         except (OperationalError, InterfaceError):
             raise  # the database itself is in trouble, not this event: the caller retries the batch
         except Exception as exc:
-            return self.fail(Failure(event, HANDLER_FAILED, f"{type(exc).__name__}: {exc}", from_pending))
+            if not self.isolate:
+                raise _HandlerFailed from exc
+            reason = UNKNOWN_TYPE if handler is None else HANDLER_FAILED
+            self.fail(Failure(event, reason, f"{type(exc).__name__}: {exc}", from_pending))
+            return False
         self.versions[event.aggregate_id] = event.aggregate_version
         self.outcome.applied.append(Applied(event, path))
-        log.debug(
-            "event_applied",
-            event_id=str(event.event_id),
-            type=event.type,
-            aggregate_id=str(event.aggregate_id),
-            version=event.aggregate_version,
-            path=path,
-            correlation_id=event.correlation_id,
-        )
         return True
 
-    def fail(self, failure: Failure) -> bool:
-        self.outcome.failed.append(failure)
+    def fail(self, failure: Failure) -> None:
         event = failure.event
+        self.outcome.failed.append(failure)
+        rejected_by_caller = self.path == BROKER and not failure.from_pending  # its message goes to the DLQ
+        body = None if rejected_by_caller else to_wire(event)
+        self.dead_letters.append(
+            DeadLetterEntry(
+                str(event.event_id), failure.reason, failure.detail, event.type, event.routing_key, body
+            )
+        )
+        if body is not None:
+            self.outcome.recorded_only.append(failure.reason)
         log.warning(
             "event_projection_failed",
             event_id=str(event.event_id),
@@ -151,7 +185,6 @@ class _Batch:
             error=failure.detail,
             correlation_id=event.correlation_id,
         )
-        return False
 
     def drain(self, account_id: UUID) -> None:
         """Applies parked events of the account while each is the next version."""
@@ -163,9 +196,7 @@ class _Batch:
                 [account_id, expected],
             )
             # Django hands jsonb over as text (it turns psycopg2's decoding off).
-            rows = [
-                (version, json.loads(envelope), path) for version, envelope, path in self.cursor.fetchall()
-            ]
+            rows = [(version, json.loads(body), path) for version, body, path in self.cursor.fetchall()]
             # Older versions can only be copies of events applied since they were parked.
             self.outcome.duplicates.extend(from_dict(row[1]) for row in rows if row[0] != expected)
             nexts = [row for row in rows if row[0] == expected]
@@ -175,48 +206,43 @@ class _Batch:
             try:
                 event = from_dict(envelope)
             except InvalidEvent as exc:  # parked by an older release that understood it
-                self.dead_letter_parked(envelope, exc.reason, exc.detail)
+                self.dead_letter_unreadable(envelope, exc)
                 return
             if not self.apply(event, path, from_pending=True):
-                failure = self.outcome.failed[-1]
-                self.dead_letter_parked(envelope, failure.reason, failure.detail)
-                return
+                return  # later versions keep waiting; `pending_gaps` shows it
 
-    def dead_letter_parked(self, envelope: dict[str, Any], reason: str, detail: str) -> None:
-        """Its message was acknowledged when it was parked: the dead-letter record keeps the event."""
+    def dead_letter_unreadable(self, envelope: dict[str, Any], exc: InvalidEvent) -> None:
         event_type = str(envelope.get("type"))
-        message_id = str(envelope.get("event_id"))
         body = json.dumps(envelope, separators=(",", ":"), sort_keys=True).encode()
-        entry = DeadLetterEntry(message_id, reason, detail, event_type, routing_key(event_type), body)
-        dead_letters_record([entry])
-        self.parked_dead_letters.append(reason)
-        log.warning("event_dead_lettered", reason=reason, message_id=message_id, source="pending")
+        message_id = str(envelope.get("event_id"))
+        self.dead_letters.append(
+            DeadLetterEntry(message_id, exc.reason, exc.detail, event_type, routing_key(event_type), body)
+        )
+        self.outcome.recorded_only.append(exc.reason)
+        log.warning("event_dead_lettered", reason=exc.reason, message_id=message_id, source="pending")
 
 
-def _lock_accounts(cursor: Any, accounts: list[UUID]) -> None:
-    """One advisory lock per account, taken in key order so that two appliers can never deadlock."""
-    cursor.execute(
-        "SELECT pg_advisory_xact_lock(k) FROM "
-        "(SELECT DISTINCT hashtextextended(a, 0) AS k FROM unnest(%s::text[]) AS a ORDER BY k) AS keys",
-        [[str(a) for a in accounts]],
-    )
+# Two statements in one round trip (psycopg2 sends them as one simple query). Each takes its own snapshot, so
+# the versions are read after the locks are held and see everything committed before.
+_LOCK_AND_READ = """
+    SELECT count(pg_advisory_xact_lock(k))
+      FROM (SELECT DISTINCT hashtextextended(a::text, 0) AS k
+              FROM unnest(%(accounts)s::uuid[]) AS a ORDER BY k) AS keys;
+    SELECT a.id,
+           coalesce((SELECT max(version) FROM applied_events WHERE aggregate_id = a.id), 0),
+           EXISTS (SELECT FROM pending_events WHERE aggregate_id = a.id)
+      FROM unnest(%(accounts)s::uuid[]) AS a(id)
+"""
 
 
-def _applied_versions(cursor: Any, accounts: list[UUID]) -> dict[UUID, int]:
-    cursor.execute(
-        "SELECT aggregate_id, max(version) FROM applied_events WHERE aggregate_id = ANY(%s::uuid[]) "
-        "GROUP BY aggregate_id",
-        [[str(a) for a in accounts]],
-    )
-    return {UUID(str(account)): version for account, version in cursor.fetchall()}
-
-
-def _accounts_waiting(cursor: Any, accounts: list[UUID]) -> set[UUID]:
-    cursor.execute(
-        "SELECT DISTINCT aggregate_id FROM pending_events WHERE aggregate_id = ANY(%s::uuid[])",
-        [[str(a) for a in accounts]],
-    )
-    return {UUID(str(row[0])) for row in cursor.fetchall()}
+def _lock_and_read(cursor: Any, accounts: set[UUID]) -> tuple[dict[UUID, int], set[UUID]]:
+    """Locks the accounts (in key order, so two appliers never deadlock) and reads their applied versions and
+    whether they have parked events."""
+    if not accounts:
+        return {}, set()
+    cursor.execute(_LOCK_AND_READ, {"accounts": [str(a) for a in accounts]})
+    rows = cursor.fetchall()
+    return {UUID(str(a)): v for a, v, _ in rows if v}, {UUID(str(a)) for a, _, waiting in rows if waiting}
 
 
 def _park(cursor: Any, event: EventEnvelope, path: str) -> bool:
@@ -238,17 +264,7 @@ def _park(cursor: Any, event: EventEnvelope, path: str) -> bool:
             path,
         ],
     )
-    if cursor.rowcount != 1:
-        return False
-    log.info(
-        "event_parked",
-        event_id=str(event.event_id),
-        aggregate_id=str(event.aggregate_id),
-        version=event.aggregate_version,
-        path=path,
-        correlation_id=event.correlation_id,
-    )
-    return True
+    return cursor.rowcount == 1
 
 
 def _track(cursor: Any, event: EventEnvelope, path: str) -> None:
@@ -270,36 +286,79 @@ def _track(cursor: Any, event: EventEnvelope, path: str) -> None:
     )
 
 
-def _record_progress(cursor: Any, outcome: ApplyOutcome) -> None:
-    """Counters for /api/projection, and a NOTIFY per changed account (PostgreSQL sends it at commit)."""
+def _record_progress(cursor: Any, outcome: ApplyOutcome, untracked: list[Applied]) -> None:
+    """In one statement: the tracking rows not written yet, the counters for /api/projection, and a NOTIFY
+    per changed account (PostgreSQL sends it at commit)."""
     if not outcome.applied:
         return
-    newest = max(item.event.occurred_at for item in outcome.applied)
     cursor.execute(
         """
-        INSERT INTO projector_state AS s (id, mode, events_applied, last_event_at, last_applied_at)
-        VALUES (1, %s, %s, %s, clock_timestamp())
-        ON CONFLICT (id) DO UPDATE SET
-            events_applied = s.events_applied + EXCLUDED.events_applied,
-            last_event_at = greatest(s.last_event_at, EXCLUDED.last_event_at),
-            last_applied_at = EXCLUDED.last_applied_at
+        WITH tracked AS (
+            INSERT INTO applied_events
+                   (event_id, aggregate_id, version, position, type, occurred_at, applied_at, path)
+            SELECT event_id, aggregate_id, version, position, type, occurred_at, clock_timestamp(), path
+              FROM unnest(%(event_ids)s::uuid[], %(aggregate_ids)s::uuid[], %(versions)s::int[],
+                          %(positions)s::bigint[], %(types)s::text[], %(occurred)s::timestamptz[],
+                          %(paths)s::text[])
+                   AS t(event_id, aggregate_id, version, position, type, occurred_at, path)
+        ), progress AS (
+            INSERT INTO projector_state AS s (id, mode, events_applied, last_event_at, last_applied_at)
+            VALUES (1, %(mode)s, %(applied)s, %(newest)s, clock_timestamp())
+            ON CONFLICT (id) DO UPDATE SET
+                events_applied = s.events_applied + EXCLUDED.events_applied,
+                last_event_at = greatest(s.last_event_at, EXCLUDED.last_event_at),
+                last_applied_at = EXCLUDED.last_applied_at
+        )
+        SELECT count(pg_notify(%(channel)s, a)) FROM unnest(%(accounts)s::text[]) AS a
         """,
-        [outcome.applied[0].path, len(outcome.applied), newest],
+        {
+            "event_ids": [str(item.event.event_id) for item in untracked],
+            "aggregate_ids": [str(item.event.aggregate_id) for item in untracked],
+            "versions": [item.event.aggregate_version for item in untracked],
+            "positions": [item.event.position for item in untracked],
+            "types": [item.event.type for item in untracked],
+            "occurred": [item.event.occurred_at for item in untracked],
+            "paths": [item.path for item in untracked],
+            "mode": outcome.applied[0].path,
+            "applied": len(outcome.applied),
+            "newest": max(item.event.occurred_at for item in outcome.applied),
+            "channel": PROJECTED_CHANNEL,
+            "accounts": sorted({str(item.event.aggregate_id) for item in outcome.applied}),
+        },
     )
-    accounts = sorted({str(item.event.aggregate_id) for item in outcome.applied})
-    cursor.execute("SELECT pg_notify(%s, a) FROM unnest(%s::text[]) AS a", [PROJECTED_CHANNEL, accounts])
 
 
-def _observe(outcome: ApplyOutcome, path: str, parked_dead_letters: list[str]) -> None:
-    """Metrics and the batch log line, once the transaction has committed."""
+def _observe(outcome: ApplyOutcome, path: str) -> None:
+    """Metrics and log lines, once the transaction has committed (so they never count a rolled-back try)."""
     now = time.time()
     for item in outcome.applied:
-        metrics.EVENTS_APPLIED.labels(type=item.event.type, path=item.path).inc()
-        metrics.END_TO_END_LAG.observe(max(0.0, now - item.event.occurred_at.timestamp()))
+        event = item.event
+        metrics.EVENTS_APPLIED.labels(type=event.type, path=item.path).inc()
+        metrics.END_TO_END_LAG.observe(max(0.0, now - event.occurred_at.timestamp()))
+        log.debug(
+            "event_applied",
+            event_id=str(event.event_id),
+            type=event.type,
+            aggregate_id=str(event.aggregate_id),
+            version=event.aggregate_version,
+            path=item.path,
+            correlation_id=event.correlation_id,
+        )
+    for event in outcome.parked:
+        log.info(
+            "event_parked",
+            event_id=str(event.event_id),
+            aggregate_id=str(event.aggregate_id),
+            version=event.aggregate_version,
+            path=path,
+            correlation_id=event.correlation_id,
+        )
     if outcome.duplicates:
         metrics.EVENTS_DUPLICATE.labels(path=path).inc(len(outcome.duplicates))
-    for reason in parked_dead_letters:
+    for reason in outcome.recorded_only:
         metrics.EVENTS_DEAD_LETTERED.labels(reason=reason).inc()
+    # At INFO a request's correlation id still leads to the batch that projected it.
+    correlation_ids = sorted({i.event.correlation_id for i in outcome.applied if i.event.correlation_id})
     log.info(
         "batch_applied",
         path=path,
@@ -307,4 +366,5 @@ def _observe(outcome: ApplyOutcome, path: str, parked_dead_letters: list[str]) -
         duplicates=len(outcome.duplicates),
         parked=len(outcome.parked),
         failed=len(outcome.failed),
+        correlation_ids=correlation_ids[:MAX_LOGGED_IDS],
     )

@@ -1,11 +1,11 @@
 """The projector: RabbitMQ -> the apply step -> read DB, in batches, acknowledging only what is committed.
 
 One loop: `receive` up to `batch_size` deliveries (the first waits; the rest are only those already here, so
-a lone event is applied at once and a backlog is taken in big batches), parse each, apply the batch and
-record its dead letters in ONE read-DB transaction, commit, and only then settle the messages: every refused
-one is rejected (RabbitMQ moves it to the dead-letter queue), then everything else is acknowledged with one
-ack-multiple. A crash anywhere before the ack means redelivery, and redelivered events are duplicates that
-the apply step ignores: exactly once in effect.
+a lone event is applied at once and a backlog is taken in big batches), parse each, apply the batch with
+its dead-letter records in ONE read-DB transaction (`apply_events`), and only after the commit settle the
+messages: every refused one is rejected (RabbitMQ moves it to the dead-letter queue), then everything else
+is acknowledged with one ack-multiple. A crash anywhere before the ack means redelivery, and redelivered
+events are duplicates that the apply step ignores: exactly once in effect.
 
 Refused: a body that is not a valid event (`InvalidEvent`: its reason labels the metric) and an event whose
 handler failed. The loop keeps going after either.
@@ -20,9 +20,8 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
-from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
+from django.db import DatabaseError, InterfaceError, OperationalError, connection
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential_jitter
 
 from cqrs_common import metrics
@@ -30,18 +29,12 @@ from cqrs_common.events import EventEnvelope, InvalidEvent, from_wire
 from cqrs_common.logging import get_logger
 from cqrs_common.messaging import BrokerError, Consumer, Delivery
 from read_service.projections.apply import BROKER, ApplyOutcome, apply_events
-from read_service.projections.dead_letters import DeadLetterEntry, dead_letters_record
+from read_service.projections.dead_letters import DeadLetterEntry
 from read_service.projections.state import projector_heartbeat
 
 log = get_logger(__name__)
 
 HEARTBEAT_SECONDS = 5.0
-
-
-@dataclass(frozen=True, slots=True)
-class Refusal:
-    delivery: Delivery
-    entry: DeadLetterEntry
 
 
 class Projector:
@@ -99,31 +92,38 @@ class Projector:
         """Applies one batch, commits, then rejects the refused deliveries and acknowledges the rest."""
         events: list[EventEnvelope] = []
         delivery_of: dict[int, Delivery] = {}  # id(event) -> its delivery
-        refusals: list[Refusal] = []
+        refused: list[tuple[Delivery, DeadLetterEntry]] = []
         for delivery in deliveries:
             try:
                 event = from_wire(delivery.body)
             except InvalidEvent as exc:
-                refusals.append(Refusal(delivery, _entry(delivery, exc.reason, exc.detail)))
+                refused.append((delivery, _entry(delivery, exc.reason, exc.detail)))
                 continue
             events.append(event)
             delivery_of[id(event)] = delivery
 
-        outcome, refusals = self._commit_with_retry(consumer, events, refusals, delivery_of, stop)
+        outcome = self._apply_with_retry(consumer, events, [entry for _, entry in refused], stop)
         applied_at = time.time()
 
-        refused_tags = {r.delivery.delivery_tag for r in refusals}
-        for refusal in refusals:
-            consumer.reject(refusal.delivery.delivery_tag)
-            metrics.EVENTS_DEAD_LETTERED.labels(reason=refusal.entry.reason).inc()
+        refused += [
+            (
+                delivery_of[id(failure.event)],
+                _entry(delivery_of[id(failure.event)], failure.reason, failure.detail),
+            )
+            for failure in outcome.failures_to_reject(BROKER)
+        ]
+        for delivery, entry in refused:
+            consumer.reject(delivery.delivery_tag)
+            metrics.EVENTS_DEAD_LETTERED.labels(reason=entry.reason).inc()
             log.warning(
                 "event_dead_lettered",
-                reason=refusal.entry.reason,
-                message_id=refusal.delivery.message_id,
-                routing_key=refusal.delivery.routing_key,
-                detail=refusal.entry.detail,
-                correlation_id=refusal.delivery.correlation_id,
+                reason=entry.reason,
+                message_id=delivery.message_id,
+                routing_key=delivery.routing_key,
+                detail=entry.detail,
+                correlation_id=delivery.correlation_id,
             )
+        refused_tags = {delivery.delivery_tag for delivery, _ in refused}
         accepted = [d.delivery_tag for d in deliveries if d.delivery_tag not in refused_tags]
         if accepted:
             consumer.ack(max(accepted), multiple=True)
@@ -133,18 +133,15 @@ class Projector:
             if published_at is not None:
                 metrics.CONSUME_LAG.observe(max(0.0, applied_at - published_at.timestamp()))
 
-    def _commit_with_retry(
+    def _apply_with_retry(
         self,
         consumer: Consumer,
         events: list[EventEnvelope],
-        unparsable: list[Refusal],
-        delivery_of: dict[int, Delivery],
+        refused: list[DeadLetterEntry],
         stop: threading.Event,
-    ) -> tuple[ApplyOutcome, list[Refusal]]:
-        """The batch's one transaction; retried while the database is unreachable (the batch stays held).
-
-        Returns what was applied and every delivery to refuse: the unparsable ones and failed handlers.
-        """
+    ) -> ApplyOutcome:
+        """The batch's one transaction, dead-letter records included; retried while the database is
+        unreachable (the batch stays held, unacknowledged)."""
         retrying = Retrying(
             retry=retry_if_exception_type((OperationalError, InterfaceError)),
             wait=wait_exponential_jitter(multiplier=0.1, max=5.0),
@@ -153,19 +150,7 @@ class Projector:
             before_sleep=_log_retry("database_unavailable", reconnect=True),
             reraise=True,
         )
-        for attempt in retrying:
-            with attempt, transaction.atomic():
-                outcome = apply_events(events, path=BROKER)
-                refusals = [
-                    *unparsable,
-                    *(
-                        Refusal(delivery, _entry(delivery, failure.reason, failure.detail))
-                        for failure in outcome.live_failures()
-                        for delivery in [delivery_of[id(failure.event)]]
-                    ),
-                ]
-                dead_letters_record(r.entry for r in refusals)
-        return outcome, refusals
+        return retrying(apply_events, events, path=BROKER, refused=refused)
 
     def _heartbeat(self) -> None:
         now = time.monotonic()

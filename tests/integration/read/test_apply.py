@@ -184,7 +184,7 @@ def test_parked_event_that_fails_when_drained_is_dead_lettered_with_its_body() -
 
     assert [i.event for i in outcome.applied] == [v2]
     assert [(f.event, f.from_pending) for f in outcome.failed] == [(v3, True)]
-    assert outcome.live_failures() == []
+    assert outcome.failures_to_reject(BROKER) == []  # its message was acknowledged when it was parked
     record = DeadLetter.objects.get(message_id=str(v3.event_id))
     assert (record.reason, record.routing_key, record.event_type) == (
         "handler_failed",
@@ -221,3 +221,19 @@ def _uuid(text: str):
     import uuid
 
     return uuid.UUID(text)
+
+
+def test_event_id_reused_for_another_version_fails_alone() -> None:
+    alice, bob = AccountHistory(currency="MXN"), AccountHistory(currency="MXN")
+    opened = alice.opened()
+    apply_events([opened], path=BROKER)
+    reused = alice.deposited("1.00")
+    reused = type(reused)(**{**_fields(reused), "event_id": opened.event_id})
+    other = bob.opened()
+
+    outcome = apply_events([reused, other], path=BROKER)
+
+    assert [i.event for i in outcome.applied] == [other]
+    assert [(f.event, f.reason) for f in outcome.failed] == [(reused, "handler_failed")]
+    assert "IntegrityError" in outcome.failed[0].detail
+    assert AccountView.objects.get(account_id=alice.account_id).balance == Decimal("0.00")

@@ -9,7 +9,6 @@ import socket
 import subprocess
 import sys
 import urllib.request
-import uuid
 from decimal import Decimal
 
 import pytest
@@ -76,8 +75,9 @@ def test_each_kind_of_poison_is_dead_lettered_and_the_next_event_still_applied(
         for r in ("malformed_json", "unknown_type", "unsupported_schema_version", "handler_failed")
     }
 
-    def poison(reason: str) -> bytes:
-        """A body refused for `reason`, built from the next version, which the good event then takes."""
+    def poison(reason: str) -> tuple[bytes, str]:
+        """A body refused for `reason` and its message id (the event id, as the relay sets it), built from
+        the next version, which the good event then takes."""
         wire = json.loads(to_wire(alice.deposited("1.00")))
         alice.version -= 1
         return {
@@ -85,12 +85,12 @@ def test_each_kind_of_poison_is_dead_lettered_and_the_next_event_still_applied(
             "unknown_type": json.dumps({**wire, "type": "MoneyPrinted"}).encode(),
             "unsupported_schema_version": json.dumps({**wire, "schema_version": 99}).encode(),
             "handler_failed": json.dumps({**wire, "data": {"amount": "not-money"}}).encode(),
-        }[reason]
+        }[reason], wire["event_id"]
 
     good, ids = [], {}
     for reason in before:
-        ids[reason] = str(uuid.uuid4())
-        publish_raw(poison(reason), message_id=ids[reason])
+        body, ids[reason] = poison(reason)
+        publish_raw(body, message_id=ids[reason])
         good.append(alice.deposited("2.00"))
         publish(good[-1])
 
