@@ -16,6 +16,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -424,8 +425,8 @@ class PrivatePostgres:
         return result.stdout.strip()
 
 
-@pytest.fixture
-def private_postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., PrivatePostgres]]:
+@pytest.fixture(scope="module")
+def private_postgres() -> Iterator[Callable[..., PrivatePostgres]]:
     """Starts throwaway PostgreSQL 15 servers on free ports (trust auth on 127.0.0.1), stopped afterwards."""
     import os
     import socket
@@ -436,7 +437,8 @@ def private_postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Calla
         pytest.fail("PostgreSQL 15 server binaries are missing: deploy/local/infra.sh installs them")
 
     def start(*settings: str) -> PrivatePostgres:
-        root = tmp_path_factory.mktemp("pg")
+        # Not under pytest's tmp_path: its folders are private to root, and the server runs as postgres.
+        root = Path(tempfile.mkdtemp(prefix="cqrs-deploy-pg-"))
         os.chown(root, *_postgres_ids())
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
@@ -500,6 +502,7 @@ def private_postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Calla
                 "stop",
             ]
         )
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def _postgres_ids() -> tuple[int, int]:

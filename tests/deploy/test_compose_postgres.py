@@ -1,0 +1,161 @@
+"""The PostgreSQL pieces of Compose and Kubernetes, run for real on throwaway servers: they start with the
+containers' settings, init-app-db.sh creates each service's role, the real migrations run as that role, and
+replication-init.sh wires the read database to the write database's events."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import time
+import uuid
+from typing import Any
+
+import pytest
+from packaging_support import REPO, PrivatePostgres, run
+
+INIT_APP_DB = REPO / "deploy" / "compose" / "postgres" / "init-app-db.sh"
+REPLICATION_INIT = REPO / "deploy" / "compose" / "replication" / "replication-init.sh"
+
+pytestmark = pytest.mark.slow
+
+
+def env_example() -> dict[str, str]:
+    lines = (REPO / ".env.example").read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if re.match(r"^\w+=", line))
+
+
+def server_settings(compose: dict[str, Any], service: str) -> list[str]:
+    command = compose["services"][service]["command"]
+    return [command[i + 1] for i, arg in enumerate(command) if arg == "-c"]
+
+
+def script(path: Any, server: PrivatePostgres | None = None, **env: str) -> None:
+    base = {"PATH": os.environ["PATH"], "PGUSER": "postgres", "POSTGRES_USER": "postgres"}
+    if server is not None:
+        base |= {"PGHOST": "127.0.0.1", "PGPORT": str(server.port)}
+    result = run(["sh", str(path)], env=base | env)
+    assert result.returncode == 0, result.stderr
+
+
+def migrate(side: str, url_variable: str, url: str) -> None:
+    env = {**os.environ, url_variable: url, "LOG_FORMAT": "json"}
+    result = run([sys.executable, "-m", side, "migrate", "--no-input", "-v0"], env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+@pytest.fixture(scope="module")
+def servers(compose: dict[str, Any], private_postgres) -> dict[str, PrivatePostgres]:  # type: ignore[no-untyped-def]
+    """write-db and read-db as Compose configures them, initialised by init-app-db.sh (twice: idempotent)."""
+    example = env_example()
+    started = {}
+    for service, user, password in (
+        ("write-db", "cqrs_write", example["WRITE_DB_PASSWORD"]),
+        ("read-db", "cqrs_read", example["READ_DB_PASSWORD"]),
+    ):
+        server = private_postgres(*server_settings(compose, service))
+        for _ in range(2):
+            script(INIT_APP_DB, server, APP_DB_USER=user, APP_DB_PASSWORD=password, APP_DB_NAME=user)
+        started[service] = server
+    return started
+
+
+def test_servers_accept_the_container_settings(
+    servers: dict[str, PrivatePostgres], compose: dict[str, Any]
+) -> None:
+    for service, server in servers.items():
+        for setting in server_settings(compose, service):
+            name, value = setting.split("=", 1)
+            shown = server.psql("postgres", f"SHOW {name}")
+            assert shown == value, (service, name, shown)
+
+
+def test_each_service_gets_its_own_unprivileged_role_and_database(
+    servers: dict[str, PrivatePostgres],
+) -> None:
+    for service, name in (("write-db", "cqrs_write"), ("read-db", "cqrs_read")):
+        server = servers[service]
+        assert server.psql("postgres", f"SELECT rolsuper FROM pg_roles WHERE rolname = '{name}'") == "f"
+        owner = server.psql(
+            "postgres", f"SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = '{name}'"
+        )
+        assert owner == name
+        server.psql("postgres", "CREATE ROLE outsider LOGIN")
+        assert (
+            server.psql("postgres", f"SELECT has_database_privilege('outsider', '{name}', 'CONNECT')") == "f"
+        )
+        assert (
+            server.psql(name, "SELECT pg_get_userbyid(nspowner) FROM pg_namespace WHERE nspname = 'public'")
+            == name
+        )
+
+
+def test_migrations_then_replication_carry_events_to_the_read_database(
+    servers: dict[str, PrivatePostgres],
+) -> None:
+    example = env_example()
+    write, read = servers["write-db"], servers["read-db"]
+    # The migrate service: both sides' migrations, as the services' own roles.
+    migrate(
+        "write_service",
+        "WRITE_DATABASE_URL",
+        f"postgres://cqrs_write:{example['WRITE_DB_PASSWORD']}@127.0.0.1:{write.port}/cqrs_write",
+    )
+    migrate(
+        "read_service",
+        "READ_DATABASE_URL",
+        f"postgres://cqrs_read:{example['READ_DB_PASSWORD']}@127.0.0.1:{read.port}/cqrs_read",
+    )
+    # The replication-init service, twice: it must be safe to run on every `docker compose up`.
+    env = {
+        "WRITE_DB_HOST": "127.0.0.1",
+        "WRITE_DB_PORT": str(write.port),
+        "WRITE_DB_NAME": "cqrs_write",
+        "READ_DB_HOST": "127.0.0.1",
+        "READ_DB_PORT": str(read.port),
+        "READ_DB_NAME": "cqrs_read",
+        "READ_DB_USER": "cqrs_read",
+        "REPLICATION_USER": "cqrs_replicator",
+        "REPLICATION_PASSWORD": example["REPLICATION_PASSWORD"],
+    }
+    for _ in range(2):
+        script(REPLICATION_INIT, **env)
+
+    event_id, aggregate_id = uuid.uuid4(), uuid.uuid4()
+    write.psql(
+        "cqrs_write",
+        "SET ROLE cqrs_write; INSERT INTO events (event_id, aggregate_type, aggregate_id, aggregate_version, "
+        "event_type, schema_version, data, occurred_at) VALUES "
+        f"('{event_id}', 'account', '{aggregate_id}', 1, 'AccountOpened', 1, "
+        """'{"owner": "alice", "currency": "EUR"}', now())""",
+    )
+    deadline = time.monotonic() + 20
+    while read.psql("cqrs_read", f"SELECT count(*) FROM events WHERE event_id = '{event_id}'") != "1":
+        assert time.monotonic() < deadline, "the event never reached the read database"
+        time.sleep(0.1)
+
+    assert read.psql("cqrs_read", "SELECT count(*) FROM pg_subscription") == "1"
+    # The read role may read the replica but not write it: only the subscription writes there.
+    assert read.psql("cqrs_read", "SELECT has_table_privilege('cqrs_read', 'events', 'SELECT')") == "t"
+    assert read.psql("cqrs_read", "SELECT has_table_privilege('cqrs_read', 'events', 'INSERT')") == "f"
+
+
+def test_replication_init_refuses_to_run_before_the_migrations(servers: dict[str, PrivatePostgres]) -> None:
+    write, read = servers["write-db"], servers["read-db"]
+    write.psql("postgres", "CREATE DATABASE not_migrated")
+    env = {
+        "PATH": os.environ["PATH"],
+        "PGUSER": "postgres",
+        "WRITE_DB_HOST": "127.0.0.1",
+        "WRITE_DB_PORT": str(write.port),
+        "WRITE_DB_NAME": "not_migrated",
+        "READ_DB_HOST": "127.0.0.1",
+        "READ_DB_PORT": str(read.port),
+        "READ_DB_NAME": "cqrs_read",
+        "READ_DB_USER": "cqrs_read",
+        "REPLICATION_USER": "cqrs_replicator",
+        "REPLICATION_PASSWORD": "x",
+    }
+    result = run(["sh", str(REPLICATION_INIT)], env=env)
+    assert result.returncode == 1
+    assert "the migrations must run first" in result.stderr

@@ -1,0 +1,370 @@
+"""deploy/k8s, checked offline: every overlay builds, validates against the Kubernetes API schemas, and
+describes the same system as the native run and Compose."""
+
+from __future__ import annotations
+
+import base64
+import re
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+from packaging_support import (
+    APP_PROCESSES,
+    K8S,
+    OVERLAYS,
+    REPO,
+    container_env,
+    find,
+    generated,
+    kustomize_build,
+    native_argv,
+    native_port,
+    pod_spec,
+    required_env,
+)
+
+# kind v0.33's default node image is Kubernetes 1.37; 1.34 is the oldest release still maintained upstream.
+KUBERNETES_VERSIONS = ("1.37.0", "1.34.0")
+NAMESPACE = "cqrs-lab"
+WORKLOAD_KINDS = {"Deployment", "StatefulSet", "Job"}
+CLUSTER_SCOPED = {"Namespace"}
+# Client-side `kubectl apply` keeps a copy of each object in an annotation of at most 256 KiB.
+MAX_CONFIGMAP_BYTES = 256 * 1024
+
+Objects = tuple[dict[str, Any], ...]
+
+
+def workloads(objects: Objects) -> dict[str, dict[str, Any]]:
+    return {o["metadata"]["name"]: o for o in objects if o["kind"] in WORKLOAD_KINDS}
+
+
+def containers(obj: dict[str, Any]) -> list[dict[str, Any]]:
+    spec = pod_spec(obj)
+    return [*spec.get("initContainers", []), *spec["containers"]]
+
+
+def main_container(obj: dict[str, Any]) -> dict[str, Any]:
+    return pod_spec(obj)["containers"][0]
+
+
+@pytest.mark.parametrize("directory", [K8S / "base", *OVERLAYS], ids=lambda p: p.name)
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+def test_every_build_validates_strictly(directory: Path, version: str) -> None:
+    """kubernetes-validate --strict: every field known to that API version, nothing misspelt or misplaced."""
+    objects = kustomize_build(directory)
+    assert objects
+    for obj in objects:
+        try:
+            kubernetes_validate.validate(obj, version, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            pytest.fail(f"{obj['kind']}/{obj['metadata']['name']}: {exc.message} at {list(exc.path)}")
+
+
+def test_the_overlays_are_the_kind_one_and_its_event_store_variant() -> None:
+    assert {p.name for p in OVERLAYS} == {"kind", "kind-eventstore"}
+    kind = {(o["kind"], o["metadata"]["name"]) for o in kustomize_build(K8S / "overlays" / "kind")}
+    with_store = {
+        (o["kind"], o["metadata"]["name"]) for o in kustomize_build(K8S / "overlays" / "kind-eventstore")
+    }
+    added = {(k, n) for k, n in with_store - kind if not re.search(r"-[a-z0-9]{10}$", n)}
+    assert added == {("StatefulSet", "event-store"), ("Service", "event-store")}
+
+
+@pytest.mark.parametrize("directory", [K8S / "base", *OVERLAYS], ids=lambda p: p.name)
+def test_everything_lives_in_one_namespace(directory: Path) -> None:
+    for obj in kustomize_build(directory):
+        if obj["kind"] not in CLUSTER_SCOPED:
+            assert obj["metadata"].get("namespace") == NAMESPACE, (obj["kind"], obj["metadata"]["name"])
+
+
+def test_prometheus_scrapes_what_the_cluster_runs(base_objects: Objects) -> None:
+    """observability/prometheus/prometheus.k8s.yml: its namespaces, Services and ports exist here."""
+    config = yaml.safe_load((REPO / "observability" / "prometheus" / "prometheus.k8s.yml").read_text())
+    jobs = config["scrape_configs"]
+    namespaces = {
+        n for job in jobs for sd in job.get("kubernetes_sd_configs", []) for n in sd["namespaces"]["names"]
+    }
+    assert namespaces <= {NAMESPACE}
+    scraped = set()
+    for job in jobs:
+        for static in job.get("static_configs", []):
+            for target in static["targets"]:
+                host, port = target.rsplit(":", 1)
+                if host == "localhost":
+                    continue
+                name, *domain = host.split(".")
+                assert domain in ([], [NAMESPACE, "svc"], [NAMESPACE, "svc", "cluster", "local"]), target
+                ports = [p["port"] for p in find(base_objects, "Service", name)["spec"]["ports"]]
+                assert int(port) in ports, target
+                scraped.add(name)
+    assert namespaces or scraped >= {*APP_PROCESSES, "rabbitmq"}
+
+
+def test_the_system_has_every_process_and_server(base_objects: Objects) -> None:
+    kinds = {name: obj["kind"] for name, obj in workloads(base_objects).items()}
+    assert kinds == {
+        **dict.fromkeys(APP_PROCESSES, "Deployment"),
+        "prometheus": "Deployment",
+        "grafana": "Deployment",
+        "write-db": "StatefulSet",
+        "read-db": "StatefulSet",
+        "rabbitmq": "StatefulSet",
+        "migrate": "Job",
+        "replication-init": "Job",
+    }
+
+
+def test_app_containers_run_the_native_commands(base_objects: Objects) -> None:
+    for process in APP_PROCESSES:
+        container = main_container(find(base_objects, "Deployment", process))
+        assert "command" not in container, "args keep the image's entrypoint (deploy/docker/entrypoint.sh)"
+        assert container["args"] == native_argv(process), process
+
+
+def test_the_migrate_job_runs_make_migrates_commands_in_order(base_objects: Objects) -> None:
+    makefile = (REPO / "Makefile").read_text()
+    native = re.findall(r"\$\(PY\) -m (\w+ migrate --no-input)\n", makefile.split("\nmigrate:", 1)[1])[:2]
+    job = find(base_objects, "Job", "migrate")
+    steps = [c["args"] for c in containers(job) if "args" in c]
+    assert steps == [["python", "-m", *step.split()] for step in native]
+
+
+def test_probes_point_at_what_each_process_serves(base_objects: Objects) -> None:
+    """Web services: readiness /readyz and liveness /healthz; relay and projector: /metrics on their port."""
+    for side in ("write_service", "read_service"):
+        urls = (REPO / "services" / side / "urls.py").read_text()
+        assert 'path("healthz"' in urls and 'path("readyz"' in urls and "django_prometheus.urls" in urls
+    for process in APP_PROCESSES:
+        container = main_container(find(base_objects, "Deployment", process))
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        readiness, liveness = container["readinessProbe"]["httpGet"], container["livenessProbe"]["httpGet"]
+        expected = ("/readyz", "/healthz") if process.endswith("-service") else ("/metrics", "/metrics")
+        assert (readiness["path"], liveness["path"]) == expected, process
+        assert ports[readiness["port"]] == ports[liveness["port"]] == native_port(process), process
+
+
+def test_metrics_ports_are_the_ones_the_processes_are_told(base_objects: Objects) -> None:
+    for process, variable in (("relay", "RELAY_METRICS_PORT"), ("projector", "PROJECTOR_METRICS_PORT")):
+        container = main_container(find(base_objects, "Deployment", process))
+        env = container_env(base_objects, container)
+        assert int(env[variable]) == container["ports"][0]["containerPort"] == native_port(process)
+
+
+def test_every_variable_the_settings_read_is_set_in_every_container(base_objects: Objects) -> None:
+    for process in APP_PROCESSES:
+        for container in containers(find(base_objects, "Deployment", process)):
+            env = container_env(base_objects, container)
+            # The init container runs the same side's settings (migrate --check), not the process itself.
+            scope = process if container["name"] == process else f"migrate-{side_of(process)}"
+            assert required_env(scope) - env.keys() == set(), (process, container["name"])
+    for container in containers(find(base_objects, "Job", "migrate")):
+        if container["name"].startswith("migrate-"):
+            env = container_env(base_objects, container)
+            assert required_env(container["name"]) - env.keys() == set(), container["name"]
+
+
+def side_of(process: str) -> str:
+    return "write" if process in ("write-service", "relay") else "read"
+
+
+def test_compose_and_kubernetes_give_each_process_the_same_variables(
+    base_objects: Objects, compose: dict[str, Any]
+) -> None:
+    for process in APP_PROCESSES:
+        k8s_env = container_env(base_objects, main_container(find(base_objects, "Deployment", process)))
+        compose_env = compose["services"][process]["environment"]
+        assert k8s_env.keys() == compose_env.keys(), process
+        for key, value in compose_env.items():
+            if not re.search(r"URL|SECRET|TOKEN|PASSWORD", key):
+                assert k8s_env[key] == value, (process, key)
+
+
+def test_secrets_agree_with_each_other(base_objects: Objects) -> None:
+    """The database URLs carry the passwords the database servers give the service roles."""
+    databases = decoded(generated(base_objects, "Secret", "databases"))
+    write = decoded(generated(base_objects, "Secret", "write-side"))
+    read = decoded(generated(base_objects, "Secret", "read-side"))
+    assert (
+        f"cqrs_write:{databases['WRITE_DB_PASSWORD']}@write-db:5432/cqrs_write" in write["WRITE_DATABASE_URL"]
+    )
+    assert f"cqrs_read:{databases['READ_DB_PASSWORD']}@read-db:5432/cqrs_read" in read["READ_DATABASE_URL"]
+    assert write["DJANGO_SECRET_KEY"] == read["DJANGO_SECRET_KEY"]
+    assert write["RABBITMQ_URL"].startswith("amqp://write-service:")
+    assert read["RABBITMQ_URL"].startswith("amqp://read-service:")
+    assert "CQRS_API_TOKENS" not in read and "WRITE_DATABASE_URL" not in read
+
+
+def decoded(secret: dict[str, Any]) -> dict[str, str]:
+    return {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+
+
+def test_every_container_has_resources_and_no_privileges(base_objects: Objects) -> None:
+    for name, obj in workloads(base_objects).items():
+        assert pod_spec(obj)["securityContext"]["runAsNonRoot"] is True, name
+        for container in containers(obj):
+            resources = container["resources"]
+            assert resources["requests"].keys() >= {"cpu", "memory"}, (name, container["name"])
+            assert resources["limits"].keys() >= {"cpu", "memory"}, (name, container["name"])
+            assert container["securityContext"]["allowPrivilegeEscalation"] is False, (
+                name,
+                container["name"],
+            )
+
+
+def test_the_app_image_runs_as_its_non_root_user(base_objects: Objects) -> None:
+    dockerfile = (REPO / "Dockerfile").read_text()
+    user = re.findall(r"^USER (\d+)", dockerfile, flags=re.M)[-1]
+    for process in APP_PROCESSES:
+        assert (
+            str(pod_spec(find(base_objects, "Deployment", process))["securityContext"]["runAsUser"]) == user
+        )
+
+
+def test_databases_and_broker_are_statefulsets_with_volumes(
+    base_objects: Objects, compose: dict[str, Any]
+) -> None:
+    for name, path in (
+        ("write-db", "/var/lib/postgresql/data"),
+        ("read-db", "/var/lib/postgresql/data"),
+        ("rabbitmq", "/var/lib/rabbitmq"),
+    ):
+        statefulset = find(base_objects, "StatefulSet", name)
+        claims = {c["metadata"]["name"] for c in statefulset["spec"]["volumeClaimTemplates"]}
+        mounts = {m["mountPath"]: m["name"] for m in main_container(statefulset)["volumeMounts"]}
+        assert mounts[path] in claims, name
+        service = find(base_objects, "Service", statefulset["spec"]["serviceName"])
+        assert service["spec"]["selector"] == statefulset["spec"]["selector"]["matchLabels"]
+    for name in ("write-db", "read-db"):
+        container = main_container(find(base_objects, "StatefulSet", name))
+        assert container["args"] == compose["services"][name]["command"][1:], "the same settings as Compose"
+        assert container["image"] == compose["services"][name]["image"]
+
+
+def test_services_select_their_pods_on_the_native_ports(base_objects: Objects) -> None:
+    for process in APP_PROCESSES:
+        service = find(base_objects, "Service", process)
+        deployment = find(base_objects, "Deployment", process)
+        assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+        assert [p["port"] for p in service["spec"]["ports"]] == [native_port(process)]
+
+
+def test_read_service_scales_out_behind_a_disruption_budget(base_objects: Objects) -> None:
+    deployment = find(base_objects, "Deployment", "read-service")
+    hpa = find(base_objects, "HorizontalPodAutoscaler", "read-service")
+    pdb = find(base_objects, "PodDisruptionBudget", "read-service")
+    assert hpa["spec"]["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": "read-service",
+    }
+    assert hpa["spec"]["minReplicas"] >= 2 > pdb["spec"]["minAvailable"]
+    assert "replicas" not in deployment["spec"], "the HPA owns the replica count"
+    assert pdb["spec"]["selector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
+
+
+def test_prometheus_finds_every_process_by_its_annotations(base_objects: Objects) -> None:
+    """prometheus.k8s.yml keeps annotated pods and names the job after app.kubernetes.io/name."""
+    for name in (*APP_PROCESSES, "rabbitmq"):
+        obj = find(base_objects, "StatefulSet" if name == "rabbitmq" else "Deployment", name)
+        template = obj["spec"]["template"]["metadata"]
+        annotations = template["annotations"]
+        ports = [p["containerPort"] for p in main_container(obj)["ports"]]
+        assert annotations["prometheus.io/scrape"] == "true"
+        assert int(annotations["prometheus.io/port"]) in ports
+        assert template["labels"]["app.kubernetes.io/name"] == name
+    rules = find(base_objects, "Role", "prometheus-discovery")["rules"]
+    assert {"list", "watch"} <= set(rules[0]["verbs"]) and rules[0]["resources"] == ["pods"]
+
+
+@pytest.mark.parametrize(
+    ("prefix", "folder", "pattern"),
+    [
+        ("prometheus-rules", "observability/prometheus/rules", "*.yml"),
+        ("grafana-dashboards", "observability/grafana/dashboards", "*.json"),
+        ("grafana-datasources", "observability/grafana/provisioning/datasources", "*.yml"),
+        ("grafana-dashboard-providers", "observability/grafana/provisioning/dashboards", "*.yml"),
+    ],
+)
+def test_monitoring_configmaps_carry_every_file(
+    base_objects: Objects, prefix: str, folder: str, pattern: str
+) -> None:
+    """kustomize cannot glob: a file added to observability/ must be listed in the base's kustomization."""
+    configmap = generated(base_objects, "ConfigMap", prefix)
+    files = {p.name: p.read_text() for p in (REPO / folder).glob(pattern)}
+    assert files, folder
+    assert configmap["data"] == files
+    assert sum(len(v.encode()) for v in files.values()) < MAX_CONFIGMAP_BYTES
+
+
+def test_prometheus_and_grafana_read_their_configuration_where_it_is_mounted(base_objects: Objects) -> None:
+    prometheus = main_container(find(base_objects, "Deployment", "prometheus"))
+    mounts = {m["mountPath"]: m["name"] for m in prometheus["volumeMounts"]}
+    config_file = next(a for a in prometheus["args"] if a.startswith("--config.file=")).split("=", 1)[1]
+    assert mounts[str(Path(config_file).parent)] == "config"
+    config = generated(base_objects, "ConfigMap", "prometheus-config")["data"]
+    assert (
+        config[Path(config_file).name] == (REPO / "observability/prometheus/prometheus.k8s.yml").read_text()
+    )
+    rule_globs = yaml.safe_load(config[Path(config_file).name])["rule_files"]
+    assert all(str(Path(config_file).parent / Path(g).parent) in mounts for g in rule_globs)
+
+    grafana = main_container(find(base_objects, "Deployment", "grafana"))
+    mounts = {m["mountPath"] for m in grafana["volumeMounts"]}
+    env = container_env(base_objects, grafana)
+    for provider_file in (REPO / "observability/grafana/provisioning/dashboards").glob("*.yml"):
+        for provider in yaml.safe_load(provider_file.read_text())["providers"]:
+            assert provider["options"]["path"] in mounts
+    for source_file in (REPO / "observability/grafana/provisioning/datasources").glob("*.yml"):
+        for variable in re.findall(r"\$\{?([A-Z][A-Z0-9_]*)", source_file.read_text()):
+            assert variable in env, f"{source_file.name} reads ${variable}"
+    assert env["PROMETHEUS_URL"] == "http://prometheus:9090"
+
+
+def test_the_shared_files_reach_the_cluster_unchanged(base_objects: Objects) -> None:
+    compose_dir = REPO / "deploy" / "compose"
+    rabbitmq = generated(base_objects, "ConfigMap", "rabbitmq-config")["data"]
+    assert rabbitmq["rabbitmq.conf"] == (compose_dir / "rabbitmq" / "rabbitmq.conf").read_text()
+    definitions = decoded(generated(base_objects, "Secret", "rabbitmq-definitions"))
+    assert definitions["definitions.json"] == (compose_dir / "rabbitmq" / "definitions.json").read_text()
+    init = generated(base_objects, "ConfigMap", "postgres-init")["data"]
+    assert list(init.values()) == [(compose_dir / "postgres" / "init-app-db.sh").read_text()]
+    replication = generated(base_objects, "ConfigMap", "replication-init")["data"]
+    assert list(replication.values()) == [(compose_dir / "replication" / "replication-init.sh").read_text()]
+
+
+def test_kind_maps_the_apis_grafana_and_prometheus_to_the_native_host_ports() -> None:
+    cluster = yaml.safe_load((K8S / "kind" / "cluster.yaml").read_text())
+    mappings = {m["containerPort"]: m for node in cluster["nodes"] for m in node.get("extraPortMappings", [])}
+    objects = kustomize_build(K8S / "overlays" / "kind")
+    node_ports = {
+        p["nodePort"]: (o["metadata"]["name"], p["port"])
+        for o in objects
+        if o["kind"] == "Service" and o["spec"].get("type") == "NodePort"
+        for p in o["spec"]["ports"]
+    }
+    assert mappings.keys() == node_ports.keys()
+    for node_port, (service, port) in node_ports.items():
+        assert mappings[node_port]["hostPort"] == port, f"{service} answers on the host on its own port"
+        assert mappings[node_port]["listenAddress"] == "127.0.0.1"
+    assert {s for s, _ in node_ports.values()} == {"write-service", "read-service", "grafana", "prometheus"}
+
+
+def test_the_kind_overlay_lets_tilt_update_the_app_containers() -> None:
+    objects = kustomize_build(K8S / "overlays" / "kind")
+    entrypoint = (REPO / "deploy" / "docker" / "entrypoint.sh").read_text()
+    assert 'RESTART_ON_SYNC:-0}" != "1"' in entrypoint
+    for process in APP_PROCESSES:
+        container = main_container(find(objects, "Deployment", process))
+        env = container_env(objects, container)
+        assert env["RESTART_ON_SYNC"] == "1"
+        assert container["securityContext"]["readOnlyRootFilesystem"] is False
+
+
+def test_the_base_keeps_root_filesystems_read_only(base_objects: Objects) -> None:
+    for process in APP_PROCESSES:
+        for container in containers(find(base_objects, "Deployment", process)):
+            assert container["securityContext"]["readOnlyRootFilesystem"] is True
+            assert "RESTART_ON_SYNC" not in container_env(base_objects, container)
