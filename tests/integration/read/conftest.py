@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,6 +24,17 @@ from cqrs_common.messaging import DEAD_LETTER_QUEUE, PROJECTOR_QUEUE, Consumer, 
 from read_service.projections.projector import Projector
 
 _positions = itertools.count(1)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Benchmarks run only when asked for (`-m bench`): they take tens of seconds and assert no timing."""
+    if "bench" in (config.option.markexpr or ""):
+        return
+    skip = pytest.mark.skip(reason="benchmark: run with -m bench")
+    here = Path(__file__).parent
+    for item in items:
+        if "bench" in item.keywords and here in item.path.parents:
+            item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")
