@@ -1,7 +1,8 @@
 """`python -m write_service relay`: the outbox relay (write_service.outbox).
 
 Stops cleanly on SIGTERM or SIGINT: the batch in hand is confirmed and marked, then the connections close
-(which releases the leadership to a standby at once).
+(which releases the leadership to a standby at once). Metrics are served on RELAY_METRICS_PORT (default 9101;
+0 serves none).
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ class Command(BaseCommand):
         stopper = Stopper()
         signal.signal(signal.SIGTERM, stopper.request)
         signal.signal(signal.SIGINT, stopper.request)
-        metrics.serve_metrics(config.int_setting("RELAY_METRICS_PORT", DEFAULT_METRICS_PORT))
+        metrics_port = config.int_setting("RELAY_METRICS_PORT", DEFAULT_METRICS_PORT)
+        if metrics_port:
+            metrics.serve_metrics(metrics_port, process="relay")
         relay_settings = RelaySettings(
             database=settings.DATABASES["default"],
             broker_url=settings.RABBITMQ_URL,

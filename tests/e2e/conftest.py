@@ -1,0 +1,265 @@
+"""Fixtures of the end-to-end tests: the whole system started as a user starts it, and its clients.
+
+Four real processes on free ports: write-service and read-service under gunicorn, `python -m write_service
+relay` and `python -m read_service projector`. Tests talk to them as clients do (HTTP) and look underneath
+only with psycopg2 (the write database's balances are the truth to compare with) and the messaging module.
+No Django is configured in this process.
+
+Environment (the Makefile's test-e2e target): WRITE_DATABASE_URL and READ_DATABASE_URL (databases created
+by infra.sh; they are migrated and emptied when a system starts), TEST_WRITE_RABBITMQ_URL and
+TEST_READ_RABBITMQ_URL (one vhost as each side's broker user sees it). A system is started per test module,
+so a module that needs its own broker (a private node it can stop) starts a system of its own.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import psycopg2
+import pytest
+import requests
+
+from cqrs_common.messaging import DEAD_LETTER_QUEUE, PROJECTOR_QUEUE, Consumer
+from tests.support.private_rabbitmq import PrivateRabbitMQ
+from tests.support.processes import PYTHON, REPO, ServiceProcess, eventually, free_port, relay_process
+
+GUNICORN = str(Path(sys.executable).parent / "gunicorn")
+TOKEN = "e2e-token"
+DEFAULTS = {
+    "WRITE_DATABASE_URL": "postgres://cqrs_write:cqrs_write@127.0.0.1:5433/cqrs_write_test",
+    "READ_DATABASE_URL": "postgres://cqrs_read:cqrs_read@127.0.0.1:5434/cqrs_read_test",
+    "TEST_WRITE_RABBITMQ_URL": "amqp://write-service:write-service@127.0.0.1:5672/cqrs_test",
+    "TEST_READ_RABBITMQ_URL": "amqp://read-service:read-service@127.0.0.1:5672/cqrs_test",
+}
+
+
+def setting(name: str) -> str:
+    return os.environ.get(name, DEFAULTS[name])
+
+
+@dataclass
+class System:
+    """The four processes of one running system, their addresses, and helpers to drive and inspect it."""
+
+    write_database_url: str
+    read_database_url: str
+    write_broker_url: str
+    read_broker_url: str
+    write_port: int = field(default_factory=free_port)
+    read_port: int = field(default_factory=free_port)
+    processes: dict[str, ServiceProcess] = field(default_factory=dict)
+    relay_count: int = 0
+
+    @property
+    def write_api(self) -> str:
+        return f"http://127.0.0.1:{self.write_port}"
+
+    @property
+    def read_api(self) -> str:
+        return f"http://127.0.0.1:{self.read_port}"
+
+    # ---------------------------------------------------------------------------------------- processes
+
+    def prepare(self) -> None:
+        """Migrated, empty databases and empty queues: each module starts from nothing."""
+        for service, url_var, url in (
+            ("write_service", "WRITE_DATABASE_URL", self.write_database_url),
+            ("read_service", "READ_DATABASE_URL", self.read_database_url),
+        ):
+            env = {**os.environ, url_var: url}
+            for command in (["migrate", "--no-input", "-v", "0"], ["flush", "--no-input", "-v", "0"]):
+                subprocess.run([PYTHON, "-m", service, *command], env=env, cwd=REPO, check=True, timeout=120)
+        with Consumer(self.read_broker_url, connection_name="e2e-prepare") as consumer:
+            consumer.purge(PROJECTOR_QUEUE)
+            consumer.purge(DEAD_LETTER_QUEUE)
+
+    def start(self) -> System:
+        self.prepare()
+        self.processes["write-service"] = self._web("write-service", "write_service", self.write_port)
+        self.processes["read-service"] = self._web("read-service", "read_service", self.read_port)
+        self.start_projector()
+        self.start_relay()
+        for api in (self.write_api, self.read_api):
+            eventually(lambda api=api: _ready(api), timeout=30, what=f"{api}/readyz")
+        return self
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            process.terminate()
+
+    def _web(self, name: str, package: str, port: int) -> ServiceProcess:
+        return ServiceProcess(
+            name,
+            [
+                GUNICORN,
+                "-c",
+                "python:cqrs_common.gunicorn_conf",
+                "--bind",
+                f"127.0.0.1:{port}",
+                f"{package}.wsgi",
+            ],
+            {
+                "DJANGO_SETTINGS_MODULE": f"{package}.settings",
+                "WRITE_DATABASE_URL": self.write_database_url,
+                "READ_DATABASE_URL": self.read_database_url,
+                "RABBITMQ_URL": self.write_broker_url if package == "write_service" else self.read_broker_url,
+                "CQRS_API_TOKENS": TOKEN,
+                "WEB_CONCURRENCY": "4" if package == "write_service" else "3",
+            },
+        ).start()
+
+    def start_relay(self) -> ServiceProcess:
+        """Starts a relay (the old one, if any, must be stopped or killed first) and waits until it leads."""
+        self.relay_count += 1
+        relay = relay_process(
+            f"relay-{self.relay_count}",
+            {
+                "WRITE_DATABASE_URL": self.write_database_url,
+                "RABBITMQ_URL": self.write_broker_url,
+                "RELAY_METRICS_PORT": str(free_port()),
+                "RELAY_MAX_BACKOFF_SECONDS": "1",
+            },
+        ).start()
+        self.processes["relay"] = relay
+        relay.wait_for_log("relay_leadership_acquired", timeout=30)
+        return relay
+
+    def start_projector(self) -> ServiceProcess:
+        projector = ServiceProcess(
+            "projector",
+            [PYTHON, "-m", "read_service", "projector"],
+            {
+                "READ_DATABASE_URL": self.read_database_url,
+                "RABBITMQ_URL": self.read_broker_url,
+                "PROJECTOR_METRICS_PORT": str(free_port()),
+            },
+        ).start()
+        self.processes["projector"] = projector
+        projector.wait_for_log("broker_connected", timeout=30)
+        return projector
+
+    def metric(self, process: str, name: str, labels: str = "") -> float:
+        """A sample from a relay's or projector's /metrics (0 when absent)."""
+        port = self.processes[process].env[
+            "RELAY_METRICS_PORT" if process == "relay" else "PROJECTOR_METRICS_PORT"
+        ]
+        text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        wanted = f"{name}{{{labels}}}" if labels else name
+        for line in text.splitlines():
+            if line.startswith(wanted + " "):
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
+    # ------------------------------------------------------------------------------------------- the API
+
+    def command(self, session: requests.Session, path: str, body: dict[str, Any]) -> requests.Response:
+        return session.post(
+            f"{self.write_api}{path}", json=body, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30
+        )
+
+    def open_account(self, session: requests.Session, owner: str = "e2e", deposit: str | None = None) -> UUID:
+        response = self.command(session, "/api/accounts", {"owner": owner, "currency": "EUR"})
+        assert response.status_code == 201, response.text
+        account_id = UUID(response.json()["account_id"])
+        if deposit is not None:
+            deposited = self.command(session, f"/api/accounts/{account_id}/deposit", {"amount": deposit})
+            assert deposited.status_code == 200, deposited.text
+        return account_id
+
+    def read_account(self, session: requests.Session, account_id: UUID, **params: Any) -> requests.Response:
+        return session.get(f"{self.read_api}/api/accounts/{account_id}", params=params, timeout=40)
+
+    def statement(self, session: requests.Session, account_id: UUID) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = []
+        url: str | None = f"{self.read_api}/api/accounts/{account_id}/transactions"
+        while url:
+            page = session.get(url, timeout=10)
+            assert page.status_code == 200, page.text
+            rows += page.json()["results"]
+            url = page.json()["next"]
+        return rows
+
+    # -------------------------------------------------------------------------------------- underneath
+
+    def write_accounts(self) -> dict[UUID, tuple[Decimal, int]]:
+        """The truth: balance and version of every account in the write database."""
+        with psycopg2.connect(self.write_database_url) as connection, connection.cursor() as cursor:
+            cursor.execute("SELECT id, balance, version FROM accounts")
+            rows = cursor.fetchall()
+        connection.close()
+        return {UUID(str(account_id)): (balance, version) for account_id, balance, version in rows}
+
+    def unpublished(self) -> int:
+        with psycopg2.connect(self.write_database_url) as connection, connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM events WHERE published_at IS NULL")
+            count = cursor.fetchone()[0]
+        connection.close()
+        return count
+
+    def converged(self, session: requests.Session, accounts: dict[UUID, tuple[Decimal, int]]) -> bool:
+        """Whether the read side shows every given account at its write-side version."""
+        for account_id, (_balance, version) in accounts.items():
+            response = self.read_account(session, account_id)
+            if response.status_code != 200 or response.json()["version"] < version:
+                return False
+        return True
+
+    def wait_until_converged(self, session: requests.Session, timeout: float = 60.0) -> dict[UUID, tuple]:
+        truth = self.write_accounts()
+        eventually(
+            lambda: self.converged(session, truth), timeout=timeout, interval=0.2, what="the read side"
+        )
+        return truth
+
+
+def _ready(api: str) -> bool:
+    try:
+        return requests.get(f"{api}/readyz", timeout=2).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def system_on(write_broker_url: str, read_broker_url: str) -> Iterator[System]:
+    system = System(
+        write_database_url=setting("WRITE_DATABASE_URL"),
+        read_database_url=setting("READ_DATABASE_URL"),
+        write_broker_url=write_broker_url,
+        read_broker_url=read_broker_url,
+    )
+    try:
+        yield system.start()
+    finally:
+        system.stop()
+
+
+@pytest.fixture(scope="module")
+def system() -> Iterator[System]:
+    """The system on the shared broker's test vhost, with each side's own broker user."""
+    yield from system_on(setting("TEST_WRITE_RABBITMQ_URL"), setting("TEST_READ_RABBITMQ_URL"))
+
+
+@pytest.fixture(scope="module")
+def private_broker() -> Iterator[PrivateRabbitMQ]:
+    node = PrivateRabbitMQ().start()
+    yield node
+    node.destroy()
+
+
+@pytest.fixture(scope="module")
+def system_on_private_broker(private_broker: PrivateRabbitMQ) -> Iterator[System]:
+    """The system on a RabbitMQ node of its own, which a test may stop and start."""
+    yield from system_on(private_broker.url, private_broker.url)
+
+
+@pytest.fixture
+def http() -> Iterator[requests.Session]:
+    with requests.Session() as session:
+        yield session
