@@ -84,7 +84,9 @@ test-e2e: venv
 	TEST_WRITE_RABBITMQ_URL=$(TEST_WRITE_RABBITMQ_URL) TEST_READ_RABBITMQ_URL=$(TEST_READ_RABBITMQ_URL) \
 		$(PYTEST) tests/e2e -m "not chaos and not bench" $(PYTEST_ARGS)
 
+# Offline checks of Compose, Kubernetes and the Tiltfile; prerequisites.sh installs docker-compose if missing.
 test-deploy: venv
+	bash deploy/local/prerequisites.sh
 	$(PYTEST) tests/deploy $(PYTEST_ARGS)
 
 test-chaos: venv infra
