@@ -75,9 +75,9 @@ test-unit: venv
 test-integration: venv
 	WRITE_DATABASE_URL=$(TEST_WRITE_DATABASE_URL) RABBITMQ_URL=$(TEST_WRITE_RABBITMQ_URL) \
 	TEST_READ_RABBITMQ_URL=$(TEST_READ_RABBITMQ_URL) \
-		$(PYTEST) tests/integration/write --ds=write_service.settings $(PYTEST_ARGS)
+		$(PYTEST) tests/integration/write --ds=write_service.settings -m "not chaos and not bench" $(PYTEST_ARGS)
 	READ_DATABASE_URL=$(TEST_READ_DATABASE_URL) RABBITMQ_URL=$(TEST_READ_RABBITMQ_URL) \
-		$(PYTEST) tests/integration/read --ds=read_service.settings $(PYTEST_ARGS)
+		$(PYTEST) tests/integration/read --ds=read_service.settings -m "not chaos and not bench" $(PYTEST_ARGS)
 
 test-e2e: venv
 	WRITE_DATABASE_URL=$(TEST_WRITE_DATABASE_URL) READ_DATABASE_URL=$(TEST_READ_DATABASE_URL) \

@@ -178,6 +178,8 @@ def logging_config(service: str, fmt: str | None = None, level: str | None = Non
             # Routine connection chatter stays out of the stream unless something goes wrong.
             "pika": {"level": "WARNING"},
             "django.db.backends": {"level": "WARNING"},
+            # Every 4xx would otherwise add a free-text warning; the answer itself is problem+json.
+            "django.request": {"level": "ERROR"},
         },
     }
 
