@@ -58,15 +58,23 @@ def test_correlation_id_is_bound_per_request_and_per_message(capsys):
     assert "event_id" not in lines[2]
 
 
+def test_django_request_warnings_for_4xx_are_silenced(capsys):
+    cqrs_logging.configure("write-service", fmt="json")
+    logging.getLogger("django.request").warning("Not Found: %s", "/nowhere")
+    logging.getLogger("django.request").error("Internal Server Error: %s", "/boom")
+
+    assert [line["event"] for line in _json_lines(capsys.readouterr().err)] == ["Internal Server Error: /boom"]
+
+
 def test_standard_library_records_render_like_structlog_ones(capsys):
     cqrs_logging.configure("write-service", fmt="json")
     cqrs_logging.bind_correlation_id("c-9")
-    logging.getLogger("django.request").warning("Not Found: %s", "/nowhere")
+    logging.getLogger("django.security").warning("Not Found: %s", "/nowhere")
 
     [line] = _json_lines(capsys.readouterr().err)
     assert line == {
         "event": "Not Found: /nowhere",
-        "logger": "django.request",
+        "logger": "django.security",
         "level": "warning",
         "service": "write-service",
         "correlation_id": "c-9",
