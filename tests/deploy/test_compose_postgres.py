@@ -159,3 +159,26 @@ def test_replication_init_refuses_to_run_before_the_migrations(servers: dict[str
     result = run(["sh", str(REPLICATION_INIT)], env=env)
     assert result.returncode == 1
     assert "the migrations must run first" in result.stderr
+
+
+def test_containers_replicate_like_the_native_run() -> None:
+    """replication-init.sh is replication.sh for containers: same publication columns, same replica table."""
+    native = (REPO / "deploy" / "local" / "replication.sh").read_text()
+    container = REPLICATION_INIT.read_text()
+
+    def columns(text: str) -> list[str]:
+        return [c.strip() for c in re.sub(r"['\s]+", " ", text).split(",")]
+
+    native_published = columns(re.search(r'COLUMNS="([^"]+)"', native).group(1))
+    container_published = columns(
+        re.search(r"FOR TABLE public\.events \(([^)]+)\)", container, re.S).group(1)
+    )
+    assert container_published == native_published
+
+    def replica_table(text: str) -> list[str]:
+        body = re.search(r"CREATE TABLE IF NOT EXISTS (?:public\.)?events \((.*?)\n\);", text, re.S).group(1)
+        return [" ".join(line.split()).rstrip(",") for line in body.strip().splitlines()]
+
+    assert replica_table(container) == replica_table(native)
+    for fragment in ("LOGIN REPLICATION", "publish = %L", "_events}", "copy_data = true"):
+        assert fragment in container
