@@ -192,10 +192,15 @@ class Publisher:
         Raises `PublishFailed` if any message was nacked, returned as unroutable, or not confirmed in time;
         the caller must then assume none was delivered (some may have been: consumers deduplicate).
         """
+        self.wait_for_confirms(self.send(events))
+
+    def send(self, events: Sequence[EventEnvelope]) -> int:
+        """Publishes without waiting for the confirms; returns the ticket to pass to `wait_for_confirms`.
+
+        Lets a caller overlap its own work (the relay marks the previous batch) with RabbitMQ storing this.
+        """
         if not self.is_open:
             raise BrokerUnavailable("publisher is not connected")
-        self._nacked.clear()
-        self._returned.clear()
         published_at = datetime.now(UTC)
         try:
             for event in events:
@@ -208,17 +213,41 @@ class Publisher:
                 )
                 self._next_tag += 1
                 self._unconfirmed[self._next_tag] = str(event.event_id)
-            self._run_until(lambda: not self._unconfirmed, self._confirm_timeout, "waiting for confirms")
+            self._run_until(lambda: False, 0.0, None)  # pika only buffers frames; one loop pass sends them
+        except pika.exceptions.AMQPError as exc:
+            self._fail(BrokerUnavailable(f"{type(exc).__name__}: {exc}"))
+        except BrokerError as exc:
+            self._fail(exc)
+        return self._next_tag
+
+    def wait_for_confirms(self, ticket: int) -> None:
+        """Waits until every message sent up to `ticket` is confirmed; raises `PublishFailed` as `publish`.
+
+        A refusal of any message sent so far fails the wait: after one, the caller starts over.
+        """
+        if not self.is_open:
+            raise BrokerUnavailable("publisher is not connected")
+        try:
+            self._run_until(
+                lambda: self._confirmed_through(ticket), self._confirm_timeout, "waiting for confirms"
+            )
         except pika.exceptions.AMQPError as exc:
             self._fail(BrokerUnavailable(f"{type(exc).__name__}: {exc}"))
         except BrokerError as exc:
             self._fail(exc)
         if self._nacked or self._returned:
-            # The channel is fine; the caller retries the whole batch later.
-            raise PublishFailed(
-                f"{len(self._nacked)} nacked, {len(self._returned)} unroutable of {len(events)}"
+            # The channel is fine; the caller retries the refused messages later.
+            failure = PublishFailed(
+                f"{len(self._nacked)} nacked, {len(self._returned)} unroutable"
                 f" (first: {(self._nacked or self._returned)[0]})"
             )
+            self._nacked.clear()
+            self._returned.clear()
+            raise failure
+
+    def _confirmed_through(self, ticket: int) -> bool:
+        # Tags are inserted in increasing order, so the first one left is the oldest unconfirmed.
+        return not self._unconfirmed or next(iter(self._unconfirmed)) > ticket
 
     def process_events(self, time_limit: float = 0.0) -> None:
         """Runs the I/O loop for up to `time_limit` seconds: heartbeats, and noticing a lost connection."""

@@ -27,11 +27,12 @@ class Backlog:
         )
 
 
-def events_unpublished(session: Session, *, limit: int) -> list[EventEnvelope]:
-    """The oldest unpublished events in `position` order, at most `limit`.
+def events_unpublished(session: Session, *, limit: int, after: int = 0) -> list[EventEnvelope]:
+    """The oldest unpublished events past position `after`, in `position` order, at most `limit`.
 
     Positions are handed out at insert and transactions may commit out of that order, so a batch can skip a
-    position whose transaction is still open; that event is simply in a later batch (no cursor is kept).
+    position whose transaction is still open. No cursor outlives a drain: every drain starts again from the
+    first unpublished event, so a late commit is picked up by the next one (its NOTIFY starts it).
     """
     with session.cursor() as cursor:
         cursor.execute(
@@ -39,11 +40,11 @@ def events_unpublished(session: Session, *, limit: int) -> list[EventEnvelope]:
             SELECT position, event_id, event_type, schema_version, aggregate_type, aggregate_id,
                    aggregate_version, occurred_at, correlation_id, causation_id, data
               FROM events
-             WHERE published_at IS NULL
+             WHERE published_at IS NULL AND position > %s
              ORDER BY position
              LIMIT %s
             """,
-            (limit,),
+            (after, limit),
         )
         return [
             EventEnvelope(

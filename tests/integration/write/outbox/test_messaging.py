@@ -82,6 +82,21 @@ def test_a_confirmed_batch_is_queued_in_order_with_the_contract_properties(
     consumer.ack(deliveries[-1].delivery_tag, multiple=True)
 
 
+def test_batches_sent_ahead_are_confirmed_in_order(
+    publisher: Publisher, consumer: Consumer, make_event
+) -> None:
+    first = [make_event(position=i) for i in range(1, 6)]
+    second = [make_event(position=i) for i in range(6, 11)]
+
+    first_ticket = publisher.send(first)
+    second_ticket = publisher.send(second)
+    publisher.wait_for_confirms(first_ticket)
+    publisher.wait_for_confirms(second_ticket)
+
+    assert second_ticket == first_ticket + 5
+    assert [d.message_id for d in _receive_all(consumer, 10)] == [str(e.event_id) for e in first + second]
+
+
 def test_receive_returns_batches_and_ack_multiple_settles_them_all(
     publisher: Publisher, consumer: Consumer, read_broker_url: str, make_event
 ) -> None:
