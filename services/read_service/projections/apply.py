@@ -26,7 +26,9 @@ account without deadlocks. Errors of the database itself propagate: the caller r
 
 from __future__ import annotations
 
+import functools
 import json
+import logging
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -42,6 +44,7 @@ from read_service.projections.dead_letters import DeadLetterEntry, dead_letters_
 from read_service.projections.handlers import HANDLERS
 
 log = get_logger(__name__)
+_stdlib_log = logging.getLogger(__name__)
 
 BROKER = "broker"
 REPLICATION = "replication"
@@ -328,13 +331,21 @@ def _record_progress(cursor: Any, outcome: ApplyOutcome, untracked: list[Applied
     )
 
 
+@functools.cache
+def _applied_counter(event_type: str, path: str) -> Any:
+    return metrics.EVENTS_APPLIED.labels(type=event_type, path=path)
+
+
 def _observe(outcome: ApplyOutcome, path: str) -> None:
     """Metrics and log lines, once the transaction has committed (so they never count a rolled-back try)."""
     now = time.time()
+    debug = _stdlib_log.isEnabledFor(logging.DEBUG)  # skip building lines nobody will see
     for item in outcome.applied:
         event = item.event
-        metrics.EVENTS_APPLIED.labels(type=event.type, path=item.path).inc()
+        _applied_counter(event.type, item.path).inc()
         metrics.END_TO_END_LAG.observe(max(0.0, now - event.occurred_at.timestamp()))
+        if not debug:
+            continue
         log.debug(
             "event_applied",
             event_id=str(event.event_id),
