@@ -245,3 +245,26 @@ def _scrape(port: int) -> str | None:
             return response.read().decode()
     except OSError:
         return None
+
+
+def test_dlq_replay_resends_an_event_whose_record_is_its_only_copy(
+    broker, start_projector, monkeypatch, capsys
+) -> None:
+    from read_service.projections.apply import BROKER, apply_events
+
+    alice = AccountHistory()
+    v1, v2, v3 = alice.opened(), alice.deposited("5.00"), alice.withdrawn("2.00")
+    monkeypatch.setitem(handlers.HANDLERS, "MoneyWithdrawn", lambda cursor, event: 1 / 0)
+    apply_events([v1, v3], path=BROKER)  # v3 parked; its message would have been acknowledged
+    outcome = apply_events([v2], path=BROKER)  # v3 drained and fails: no message left to reject
+    assert [f.event for f in outcome.failed] == [v3]
+    assert DeadLetter.objects.get().body is not None
+
+    monkeypatch.setitem(handlers.HANDLERS, "MoneyWithdrawn", handlers.money_withdrawn)
+    start_projector()
+    call_command("dlq", "replay")
+
+    assert "replayed 1 message(s)" in capsys.readouterr().out
+    eventually(lambda: _version(alice) == 3)
+    assert _balance(alice) == Decimal("3.00")
+    assert DeadLetter.objects.get().replayed_at is not None
