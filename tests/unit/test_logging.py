@@ -63,7 +63,9 @@ def test_django_request_warnings_for_4xx_are_silenced(capsys):
     logging.getLogger("django.request").warning("Not Found: %s", "/nowhere")
     logging.getLogger("django.request").error("Internal Server Error: %s", "/boom")
 
-    assert [line["event"] for line in _json_lines(capsys.readouterr().err)] == ["Internal Server Error: /boom"]
+    assert [line["event"] for line in _json_lines(capsys.readouterr().err)] == [
+        "Internal Server Error: /boom"
+    ]
 
 
 def test_standard_library_records_render_like_structlog_ones(capsys):
