@@ -468,8 +468,13 @@ class Consumer:
             while not self._buffer:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    return []
+                    break
                 self._connection.process_data_events(time_limit=remaining)
+            if not self._buffer:
+                if self._consumer_tag not in self._channel.consumer_tags:
+                    # RabbitMQ cancelled the consumer (its queue was deleted): reconnecting re-declares it.
+                    raise BrokerError(f"the broker cancelled the consumer of {self.queue}")
+                return []
             while len(self._buffer) < max_count:
                 before = len(self._buffer)
                 self._connection.process_data_events(time_limit=idle)

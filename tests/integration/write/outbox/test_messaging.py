@@ -203,6 +203,20 @@ def test_a_batch_no_queue_takes_is_refused(
     assert consumer.message_count(PROJECTOR_QUEUE) == 1
 
 
+def test_a_consumer_whose_queue_is_deleted_fails_instead_of_waiting_forever(
+    consumer: Consumer, broker_vhost: str, read_broker_url: str
+) -> None:
+    assert consumer.receive(max_count=1, timeout=0.1) == []
+    subprocess.run(
+        ["rabbitmqctl", "-q", "-p", broker_vhost, "delete_queue", PROJECTOR_QUEUE], check=True, timeout=60
+    )
+    try:
+        with pytest.raises(BrokerError, match="cancelled"):
+            consumer.receive(max_count=1, timeout=1.0)
+    finally:
+        Consumer(read_broker_url, connection_name="test-redeclare").close()
+
+
 def test_the_write_side_may_publish_but_not_consume_or_declare_queues(write_broker_url: str) -> None:
     with pytest.raises(BrokerError, match="ACCESS_REFUSED"):
         Consumer(write_broker_url, connection_name="test-write-declares")
