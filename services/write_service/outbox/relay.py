@@ -117,7 +117,7 @@ class Relay:
         leaves at most two batches published but unmarked, which are published again.
         """
         session = self._require_session()
-        publisher = self._connected_publisher()
+        publisher: Publisher | None = None  # connected on the first event: an idle relay needs no broker
         batch_size = self.settings.batch_size
         session.notifies.clear()  # this drain covers every commit announced so far
         published = 0
@@ -126,10 +126,13 @@ class Relay:
         while True:
             fetch = not self.stopper.requested and (in_flight is None or len(in_flight[0]) == batch_size)
             events = events_unpublished(session, limit=batch_size, after=after) if fetch else []
-            sent = (events, publisher.send(events)) if events else None
+            sent = None
             if events:
+                publisher = publisher or self._connected_publisher()
+                sent = (events, publisher.send(events))
                 after = events[-1].position
             if in_flight is not None:
+                assert publisher is not None  # it sent the batch in flight
                 published += self._confirm_and_mark(publisher, *in_flight)
             if sent is None:
                 return published
