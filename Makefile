@@ -42,7 +42,7 @@ migrate: venv infra
 	$(PY) -m read_service migrate --no-input
 	bash deploy/local/replication.sh
 
-migrate-test: venv infra migrate-test
+migrate-test: venv infra
 	WRITE_DATABASE_URL=$(TEST_WRITE_DATABASE_URL) $(PY) -m write_service migrate --no-input -v0
 	READ_DATABASE_URL=$(TEST_READ_DATABASE_URL) $(PY) -m read_service migrate --no-input -v0
 	bash deploy/local/replication.sh
