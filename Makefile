@@ -79,7 +79,8 @@ test-integration: venv
 	READ_DATABASE_URL=$(TEST_READ_DATABASE_URL) RABBITMQ_URL=$(TEST_READ_RABBITMQ_URL) \
 		$(PYTEST) tests/integration/read --ds=read_service.settings -m "not chaos and not bench" $(PYTEST_ARGS)
 
-test-e2e: venv
+# The whole system on the test databases, migrated and subscribed (replication.sh) as `make run` has them.
+test-e2e: venv migrate-test
 	WRITE_DATABASE_URL=$(TEST_WRITE_DATABASE_URL) READ_DATABASE_URL=$(TEST_READ_DATABASE_URL) \
 	TEST_WRITE_RABBITMQ_URL=$(TEST_WRITE_RABBITMQ_URL) TEST_READ_RABBITMQ_URL=$(TEST_READ_RABBITMQ_URL) \
 		$(PYTEST) tests/e2e -m "not chaos and not bench" $(PYTEST_ARGS)

@@ -18,7 +18,8 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 DASHBOARDS = REPO / "observability" / "grafana" / "dashboards"
 RULES = REPO / "observability" / "prometheus" / "rules"
-DASHBOARD_SOURCES = REPO / "observability" / "grafana" / "src"
+OBSERVABILITY = REPO / "observability"
+DASHBOARD_SOURCES = OBSERVABILITY / "grafana" / "src"
 
 # Grafana's variables, replaced the way Grafana would with "All" selected and a short time range.
 GRAFANA_DEFAULTS = {"__rate_interval": "1m", "__interval": "15s", "__range": "5m"}
@@ -35,8 +36,17 @@ class Expression:
 
 def dashboard_module(name: str):
     """A module of the dashboard builder (`build_dashboards`, `dashboard_panels`), which is no package."""
-    if str(DASHBOARD_SOURCES) not in sys.path:
-        sys.path.insert(0, str(DASHBOARD_SOURCES))
+    return _module_in(DASHBOARD_SOURCES, name)
+
+
+def observability_module(name: str):
+    """A module of observability/ (`live_system`, `render_dashboard`), which is no package either."""
+    return _module_in(OBSERVABILITY, name)
+
+
+def _module_in(directory: Path, name: str):
+    if str(directory) not in sys.path:
+        sys.path.insert(0, str(directory))
     return importlib.import_module(name)
 
 

@@ -1,47 +1,74 @@
 """Observability of the running system: a real Prometheus scrapes the four processes and RabbitMQ.
 
-The four processes are started as `make run` starts them (gunicorn with two workers each, the relay, the
-projector), commands are driven through the write API, a poison message and a redelivered event are published,
-and then through Prometheus's HTTP API every dashboard expression and every metric the alerts read must return
-data. A few expressions only have data when something goes wrong: they are listed in DATA_DEPENDENT with the
-reason. Last, one command's correlation id is followed through the logs of write-service, relay and projector.
+The four processes are started as `make run` starts them (observability/live_system.py), commands are driven
+through the write API, and then through Prometheus's HTTP API every dashboard expression and every metric the
+alerts read must return data. Some expressions only have data when something goes wrong; CAUSED names each,
+with what the drive does to cause it for real, and the caused value must be above 0. Alerts need their
+condition to last minutes: their thresholds are tested by promtool (observability/prometheus/tests), and here
+the conditions the drive causes must show in the alert's expression while the healthy ones stay quiet
+(NOT_CAUSED says why each other alert is not caused). Last, one command's correlation id is followed through
+the logs of write-service, relay and projector.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from urllib.parse import urlparse
 
 import pika
 import psycopg2
 import pytest
 import requests
-import yaml
 
-from tests.observability_expressions import RULES, alert_rules, dashboard_expressions, metric_names
+from tests.observability_expressions import (
+    alert_rules,
+    dashboard_expressions,
+    metric_names,
+    observability_module,
+)
+
+live_system = observability_module("live_system")
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
-REPO = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
 TOKEN = {"Authorization": "Bearer dev-token"}
 RATE_INTERVAL = "30s"  # with 1 s scrapes, long enough to hold the whole drive below
 
-# Expressions that have no series until something fails that this test does not break.
-DATA_DEPENDENT = {
-    "cqrs-api: Server errors (5xx) per endpoint (A)": "no 5xx is answered while the system is healthy",
-    "cqrs-api: New connections and errors (B)": "django_db_errors_total exists only after a failed statement",
+# Dashboard expressions without data while the system is healthy, and how the drive causes each condition.
+CAUSED = {
+    "cqrs-api: Server errors (5xx) per endpoint (A)": "a read whose database session is terminated while the"
+    " statement runs (what a failover or an operator's pg_terminate_backend does) answers 500, twice",
+    "cqrs-api: New connections and errors (B)": "the same reads' failed statements count in"
+    " django_db_errors_total",
+    "cqrs-pipeline: Dead-lettered messages (A)": "two unparseable messages published to cqrs.events are"
+    " dead-lettered",
 }
+# Alerts whose condition the drive causes: their expression must return data.
+CAUSED_ALERTS = {
+    "EventsDeadLettered": "the unparseable messages above",
+    "DeadLetterQueueNotEmpty": "the unparseable messages wait in read-service.projector.dlq",
+}
+# Alerts whose condition is not caused here, and why; promtool's unit tests make each of them fire.
+NOT_CAUSED = {
+    "OutboxBacklogGrowing": "needs over 100 events waiting and rising for 5 minutes",
+    "OutboxEventTooOld": "needs publishing stuck for 2 minutes",
+    "EndToEndLagHigh": "needs a p99 commit-to-read-DB lag over 1 s for 5 minutes",
+    "ProjectorDown": "needs the projector down, which the later tests of this module need running",
+    "ProjectorStalled": "needs the projector applying nothing while events wait, for 5 minutes",
+    "ProjectionOnFallbackPath": "needs the projector on the replication path; the projector consumes only"
+    " RabbitMQ, and cqrs_projection_mode{path='replication'} stays 0 (checked below)",
+    "ReplicationSlotRetainingWal": "needs 256 MiB of WAL held for a subscription that stopped consuming",
+    "ReplicationSlotNearLimit": "needs 768 MiB of WAL held for a subscription that stopped consuming",
+    "ServiceDown": "needs a web service, the relay or RabbitMQ down, which the other tests need running",
+    "ApiErrorRateHigh": "needs 5 % of a service's responses to be 5xx for 5 minutes",
+}
+QUIET = ("ProjectorDown", "ProjectionOnFallbackPath", "ServiceDown", "OutboxEventTooOld")
 
 WRITE_DATABASE_URL = os.environ.get(
     "WRITE_DATABASE_URL", "postgres://cqrs_write:cqrs_write@127.0.0.1:5433/cqrs_write_test"
@@ -58,175 +85,53 @@ READ_RABBITMQ_URL = os.environ.get(
 RABBITMQ_PROMETHEUS = os.environ.get("RABBITMQ_PROMETHEUS_ADDRESS", "127.0.0.1:15692")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def _wait_for(check: Callable[[], object], what: str, timeout: float = 30.0) -> None:
+    try:
+        live_system.wait_for(check, what, timeout)
+    except TimeoutError as exc:
+        pytest.fail(str(exc))
 
 
-def _wait_for(check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except (requests.RequestException, OSError):
-            pass
-        time.sleep(0.2)
-    pytest.fail(f"timed out waiting for {what}")
-
-
-@dataclass
-class System:
-    home: Path
-    ports: dict[str, int] = field(default_factory=dict)
-    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
-
-    def url(self, name: str) -> str:
-        return f"http://127.0.0.1:{self.ports[name]}"
-
-    def log_lines(self, name: str) -> list[dict]:
-        lines = []
-        for line in (self.home / f"{name}.log").read_text().splitlines():
-            try:
-                lines.append(json.loads(line))
-            except ValueError:
-                continue  # a line that is not JSON (a traceback printed by Python itself)
-        return lines
-
-    def start(self, name: str, command: list[str], env: dict[str, str]) -> None:
-        log = (self.home / f"{name}.log").open("w")
-        self.processes[name] = subprocess.Popen(
-            command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        log.close()
-
-    def stop(self) -> None:
-        for process in self.processes.values():
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-        for process in self.processes.values():
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=5)
-
-    def query(self, promql: str) -> list[dict]:
-        answer = requests.post(f"{self.url('prometheus')}/api/v1/query", data={"query": promql}, timeout=10)
-        body = answer.json()
-        assert body["status"] == "success", (promql, body)
-        return body["data"]["result"]
-
-
-def _prometheus_config(system: System, vhost: str) -> dict:
-    def job(name: str, port_name: str) -> dict:
-        return {"job_name": name, "static_configs": [{"targets": [f"127.0.0.1:{system.ports[port_name]}"]}]}
-
-    return {
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "rule_files": [str(path) for path in sorted(RULES.glob("*.yml"))],
-        "scrape_configs": [
-            job("write-service", "write-service"),
-            job("read-service", "read-service"),
-            job("relay", "relay"),
-            job("projector", "projector"),
-            {"job_name": "rabbitmq", "static_configs": [{"targets": [RABBITMQ_PROMETHEUS]}]},
-            {
-                "job_name": "rabbitmq-queues",
-                "metrics_path": "/metrics/detailed",
-                # Only this test's vhost: other vhosts' dead-letter queues are not this system's.
-                "params": {"family": ["queue_coarse_metrics", "queue_consumer_count"], "vhost": [vhost]},
-                "static_configs": [{"targets": [RABBITMQ_PROMETHEUS]}],
-            },
-        ],
-    }
+def _replication_slots() -> set[str]:
+    """The slots of the write database: the read database's subscription (deploy/local/replication.sh)."""
+    with psycopg2.connect(WRITE_DATABASE_URL) as connection, connection.cursor() as cursor:
+        cursor.execute("SELECT slot_name FROM pg_replication_slots WHERE database = current_database()")
+        slots = {slot for (slot,) in cursor.fetchall()}
+    connection.close()
+    return slots
 
 
 @pytest.fixture(scope="module")
-def system(tmp_path_factory) -> Iterator[System]:
-    if subprocess.run(["which", "prometheus"], capture_output=True).returncode != 0:
-        pytest.skip("prometheus is not installed (deploy/local/ensure-prometheus.sh installs it)")
-    system = System(tmp_path_factory.mktemp("observability"))
-    for name in ("write-service", "read-service", "relay", "projector", "prometheus"):
-        system.ports[name] = _free_port()
-    base = {
-        **os.environ,
-        "WRITE_DATABASE_URL": WRITE_DATABASE_URL,
-        "READ_DATABASE_URL": READ_DATABASE_URL,
-        "LOG_FORMAT": "json",
-        "WEB_CONCURRENCY": "2",
-        "PYTHONPATH": str(REPO / "services"),
-    }
-    base.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    for module in ("write_service", "read_service"):
-        subprocess.run([BIN / "python", "-m", module, "migrate", "--no-input", "-v0"], env=base, check=True)
-    gunicorn = [str(BIN / "gunicorn"), "-c", "python:cqrs_common.gunicorn_conf"]
+def system(tmp_path_factory) -> Iterator:
+    if not _replication_slots():
+        pytest.fail(
+            "the write database has no replication slot, so the replication panels have no data:"
+            " `make migrate-test` runs deploy/local/replication.sh"
+        )
+    environment = live_system.Environment(
+        write_database_url=WRITE_DATABASE_URL,
+        read_database_url=READ_DATABASE_URL,
+        write_broker_url=WRITE_RABBITMQ_URL,
+        read_broker_url=READ_RABBITMQ_URL,
+        rabbitmq_metrics=RABBITMQ_PROMETHEUS,
+        vhost=urlparse(READ_RABBITMQ_URL).path.lstrip("/"),
+    )
+    system = live_system.LiveSystem(tmp_path_factory.mktemp("observability"), environment, debug_logs=True)
     try:
-        for service, module in (("write-service", "write_service"), ("read-service", "read_service")):
-            system.start(
-                service,
-                [*gunicorn, "--bind", f"127.0.0.1:{system.ports[service]}", f"{module}.wsgi"],
-                {**base, "SERVICE_NAME": service, "DJANGO_SETTINGS_MODULE": f"{module}.settings"},
-            )
-        # DEBUG: the relay and the projector log every event with its correlation id only at this level.
-        system.start(
-            "relay",
-            [str(BIN / "python"), "-m", "write_service", "relay"],
-            {
-                **base,
-                "SERVICE_NAME": "relay",
-                "LOG_LEVEL": "DEBUG",
-                "RABBITMQ_URL": WRITE_RABBITMQ_URL,
-                "RELAY_METRICS_PORT": str(system.ports["relay"]),
-                "RELAY_POLL_INTERVAL_SECONDS": "0.2",
-            },
-        )
-        system.start(
-            "projector",
-            [
-                str(BIN / "python"),
-                "-m",
-                "read_service",
-                "projector",
-                "--metrics-port",
-                str(system.ports["projector"]),
-            ],
-            {**base, "SERVICE_NAME": "projector", "LOG_LEVEL": "DEBUG", "RABBITMQ_URL": READ_RABBITMQ_URL},
-        )
-        config = system.home / "prometheus.yml"
-        config.write_text(
-            yaml.safe_dump(_prometheus_config(system, urlparse(READ_RABBITMQ_URL).path.lstrip("/")))
-        )
-        system.start(
-            "prometheus",
-            [
-                "prometheus",
-                f"--config.file={config}",
-                f"--storage.tsdb.path={system.home / 'tsdb'}",
-                f"--web.listen-address=127.0.0.1:{system.ports['prometheus']}",
-            ],
-            dict(os.environ),
-        )
-        for name in ("write-service", "read-service"):
-            _wait_for(lambda n=name: requests.get(f"{system.url(n)}/readyz", timeout=2).ok, f"{name} ready")
-        for name in ("relay", "projector"):
-            _wait_for(
-                lambda n=name: requests.get(f"{system.url(n)}/metrics", timeout=2).ok, f"{name} metrics"
-            )
-        _wait_for(lambda: requests.get(f"{system.url('prometheus')}/-/ready", timeout=2).ok, "prometheus")
-        yield system
-    finally:
-        system.stop()
+        system.start()
+    except live_system.PrometheusMissing as exc:
+        pytest.skip(str(exc))
+    yield system
+    system.stop()
 
 
-def _command(system: System, path: str, body: dict, **headers: str) -> requests.Response:
+def _command(system, path: str, body: dict, **headers: str) -> requests.Response:
     return requests.post(
         f"{system.url('write-service')}{path}", json=body, headers={**TOKEN, **headers}, timeout=10
     )
 
 
-def _drive_commands(system: System) -> list[str]:
+def _drive_commands(system) -> list[str]:
     """Commands of every kind, a few refused ones, and reads that wait for the projection."""
     accounts = []
     for owner in ("obs-alice", "obs-bob", "obs-carol"):
@@ -257,6 +162,53 @@ def _drive_commands(system: System) -> list[str]:
     return accounts
 
 
+def _read_on_a_terminated_session(system) -> requests.Response:
+    """A read whose database session is terminated while its statement runs.
+
+    The statement is held in place by an exclusive lock on account_view (the read-service's role owns the
+    table); its session is found by the account id in its text and terminated, as a failover or an operator
+    would. Connections are health-checked only when a request starts, so this read fails and answers 500.
+    """
+    account_id = str(uuid.uuid4())  # no such account: it only names the statement
+    locker = psycopg2.connect(READ_DATABASE_URL)
+    terminator = psycopg2.connect(READ_DATABASE_URL)
+    terminator.autocommit = True
+    try:
+        with locker.cursor() as cursor:
+            cursor.execute("LOCK TABLE account_view IN ACCESS EXCLUSIVE MODE")
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            read = pool.submit(
+                requests.get, f"{system.url('read-service')}/api/accounts/{account_id}", timeout=30
+            )
+
+            def terminated() -> bool:
+                with terminator.cursor() as cursor:
+                    cursor.execute(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = "
+                        "current_database() AND wait_event_type = 'Lock' AND query LIKE %s",
+                        [f"%{account_id}%"],
+                    )
+                    return bool(cursor.fetchall())
+
+            _wait_for(terminated, "the read's statement waiting for the lock", 15)
+            locker.rollback()
+            return read.result(timeout=30)
+    finally:
+        locker.close()
+        terminator.close()
+
+
+def _cause_server_errors(system) -> list[requests.Response]:
+    """Two failed reads, the second once Prometheus has the first: a counter's series is born at 1, which
+    rate() cannot see, so only the second one shows as a rate above 0."""
+    first = _read_on_a_terminated_session(system)
+    _wait_for(
+        lambda: system.query('django_http_responses_total_by_status_total{job="read-service", status="500"}'),
+        "the first 500 in Prometheus",
+    )
+    return [first, _read_on_a_terminated_session(system)]
+
+
 def _publish(body: bytes, message_id: str, event_type: str, correlation_id: str) -> None:
     connection = pika.BlockingConnection(pika.URLParameters(WRITE_RABBITMQ_URL))
     try:
@@ -278,6 +230,15 @@ def _publish(body: bytes, message_id: str, event_type: str, correlation_id: str)
         )
     finally:
         connection.close()
+
+
+def _dead_letter_twice(system) -> list[str]:
+    """Two unparseable messages, the second once Prometheus has the first (see _cause_server_errors)."""
+    poison = [str(uuid.uuid4()), str(uuid.uuid4())]
+    _publish(b"{not json", poison[0], "MoneyDeposited", "obs-poison")
+    _wait_for(lambda: system.query("cqrs_events_dead_lettered_total"), "the dead letter in Prometheus", 60)
+    _publish(b"{not json", poison[1], "MoneyDeposited", "obs-poison")
+    return poison
 
 
 def _redeliver_an_applied_event(account_id: str) -> None:
@@ -302,8 +263,8 @@ def _redeliver_an_applied_event(account_id: str) -> None:
     )
 
 
-def _remove_from_dead_letter_queue(message_id: str) -> None:
-    """Take this test's poison message back out of the DLQ, leaving every other message where it was."""
+def _remove_from_dead_letter_queue(message_ids: list[str]) -> None:
+    """Take this test's poison messages back out of the DLQ, leaving every other message where it was."""
     connection = pika.BlockingConnection(pika.URLParameters(READ_RABBITMQ_URL))
     try:
         channel = connection.channel()
@@ -312,7 +273,7 @@ def _remove_from_dead_letter_queue(message_id: str) -> None:
             method, properties, _body = channel.basic_get("read-service.projector.dlq", auto_ack=False)
             if method is None:
                 break
-            if properties.message_id == message_id:
+            if properties.message_id in message_ids:
                 channel.basic_ack(method.delivery_tag)
             else:
                 held.append(method.delivery_tag)
@@ -322,14 +283,36 @@ def _remove_from_dead_letter_queue(message_id: str) -> None:
         connection.close()
 
 
+@dataclass
+class Driven:
+    system: live_system.LiveSystem
+    server_errors: list[requests.Response]
+    caused: dict[str, float] = field(default_factory=dict)  # CAUSED expression -> its highest value seen
+
+    def query(self, promql: str) -> list[dict]:
+        return self.system.query(promql)
+
+
+def _highest_value(system, promql: str, timeout: float = 30.0) -> float:
+    """The highest value `promql` reaches within `timeout` (0 when it never has data); stops once above 0."""
+    deadline, highest = time.monotonic() + timeout, 0.0
+    while time.monotonic() < deadline and highest <= 0:
+        highest = max([highest, *(float(series["value"][1]) for series in system.query(promql))])
+        time.sleep(0.5)
+    return highest
+
+
 @pytest.fixture(scope="module")
-def driven(system: System) -> Iterator[System]:
+def driven(system) -> Iterator[Driven]:
     accounts = _drive_commands(system)
-    poison_id = str(uuid.uuid4())
-    _publish(b"{not json", poison_id, "MoneyDeposited", "obs-poison")  # dead-lettered
+    poison = _dead_letter_twice(system)
     _redeliver_an_applied_event(accounts[0])
-    # Wait until Prometheus holds what the drive caused (rabbitmq_prometheus refreshes every 5 s).
-    _wait_for(lambda: system.query("cqrs_events_dead_lettered_total"), "the dead letter in Prometheus", 60)
+    drive = Driven(system, _cause_server_errors(system))
+    # The caused conditions, read at once: each rate holds them for RATE_INTERVAL only.
+    expressions = {e.source: e.promql for e in dashboard_expressions(rate_interval=RATE_INTERVAL)}
+    for source in CAUSED:
+        drive.caused[source] = _highest_value(system, expressions[source])
+    # Wait until Prometheus holds the rest of what the drive caused (rabbitmq_prometheus refreshes every 5 s).
     _wait_for(lambda: system.query("cqrs_events_duplicate_total > 0"), "the duplicate in Prometheus", 60)
     _wait_for(
         lambda: system.query('rabbitmq_detailed_queue_messages{queue="read-service.projector.dlq"} > 0'),
@@ -337,30 +320,44 @@ def driven(system: System) -> Iterator[System]:
         60,
     )
     _wait_for(lambda: system.query('cqrs_projection_mode{path="broker"} == 1'), "the projection mode", 30)
-    yield system
-    _remove_from_dead_letter_queue(poison_id)
+    yield drive
+    _remove_from_dead_letter_queue(poison)
 
 
-def _still_empty(system: System, queries: dict[str, str], timeout: float = 20.0) -> list[str]:
+def _still_empty(driven: Driven, queries: dict[str, str], timeout: float = 20.0) -> list[str]:
     """The names of the queries that returned nothing, retried until `timeout`: rate() and increase() need
     two scrapes after the series appeared, and series appear as the drive reaches each process."""
     pending = dict(queries)
     deadline = time.monotonic() + timeout
     while pending and time.monotonic() < deadline:
-        pending = {name: promql for name, promql in pending.items() if not system.query(promql)}
+        pending = {name: promql for name, promql in pending.items() if not driven.query(promql)}
         if pending:
             time.sleep(1)
     return sorted(pending)
 
 
 def test_every_dashboard_expression_returns_data(driven):
-    queries = {
-        expression.source: expression.promql
-        for expression in dashboard_expressions(rate_interval=RATE_INTERVAL)
-        if expression.source not in DATA_DEPENDENT
-    }
+    queries = {e.source: e.promql for e in dashboard_expressions(rate_interval=RATE_INTERVAL)}
+    assert set(CAUSED) <= set(queries), "a caused expression is no longer on a dashboard"
     assert len(queries) > 40
     assert _still_empty(driven, queries) == []
+
+
+def test_caused_conditions_show_on_their_panels(driven):
+    assert {source: value for source, value in driven.caused.items() if value <= 0} == {}
+
+
+def test_server_errors_answer_problem_json_and_are_logged_with_their_correlation_id(driven):
+    for answer in driven.server_errors:
+        assert answer.status_code == 500, answer.text
+        assert answer.headers["Content-Type"] == "application/problem+json"
+        correlation_id = answer.headers["X-Correlation-ID"]
+        logged = [
+            line
+            for line in driven.system.log_lines("read-service")
+            if line.get("correlation_id") == correlation_id and line.get("level") == "error"
+        ]
+        assert logged, f"no error line with correlation id {correlation_id} in the read-service log"
 
 
 def test_every_metric_the_alerts_read_exists(driven):
@@ -370,20 +367,35 @@ def test_every_metric_the_alerts_read_exists(driven):
     assert _still_empty(driven, queries) == []
 
 
+def test_every_alert_is_caused_or_says_why_not():
+    alerts = {rule["alert"] for rule in alert_rules()}
+    assert set(CAUSED_ALERTS) | set(NOT_CAUSED) == alerts
+    assert not set(CAUSED_ALERTS) & set(NOT_CAUSED)
+
+
 def test_caused_conditions_fire_their_alert_expressions(driven):
     rules = {rule["alert"]: rule["expr"] for rule in alert_rules()}
     dead_lettered = driven.query(rules["EventsDeadLettered"])
     assert {series["metric"]["reason"] for series in dead_lettered}
     dlq = driven.query(rules["DeadLetterQueueNotEmpty"])
     assert [series["metric"]["queue"] for series in dlq] == ["read-service.projector.dlq"]
+    assert set(CAUSED_ALERTS) == {"EventsDeadLettered", "DeadLetterQueueNotEmpty"}
     # And the healthy ones stay quiet.
-    for quiet in ("ProjectorDown", "ProjectionOnFallbackPath", "ServiceDown", "OutboxEventTooOld"):
+    for quiet in QUIET:
         assert driven.query(rules[quiet]) == [], quiet
+
+
+def test_replication_panels_have_the_write_databases_slot_and_the_broker_path(driven):
+    slots = {series["metric"]["slot"] for series in driven.query("cqrs_replication_slot_retained_bytes")}
+    assert slots == _replication_slots()
+    modes = {series["metric"]["path"]: series["value"][1] for series in driven.query("cqrs_projection_mode")}
+    assert modes == {"broker": "1", "replication": "0"}
 
 
 def test_prometheus_evaluates_every_rule_without_error(driven):
     def all_evaluated() -> bool:
-        groups = requests.get(f"{driven.url('prometheus')}/api/v1/rules", timeout=5).json()["data"]["groups"]
+        url = f"{driven.system.url('prometheus')}/api/v1/rules"
+        groups = requests.get(url, timeout=5).json()["data"]["groups"]
         return all(rule["health"] == "ok" for group in groups for rule in group["rules"])
 
     _wait_for(all_evaluated, "every rule evaluated with health ok", 15)
@@ -391,14 +403,15 @@ def test_prometheus_evaluates_every_rule_without_error(driven):
 
 def test_gunicorn_workers_are_summed_into_one_metrics_page(driven):
     """Two workers answer requests; /metrics must count all of them whichever worker serves the scrape."""
-    before = _responses(driven, "read-service")
+    system = driven.system
+    before = _responses(system, "read-service")
     for _ in range(40):
-        assert requests.get(f"{driven.url('read-service')}/healthz", timeout=5).ok
+        assert requests.get(f"{system.url('read-service')}/healthz", timeout=5).ok
     for _ in range(5):  # any worker may answer the scrape: each must show the others' requests too
-        assert _responses(driven, "read-service") >= before + 40
+        assert _responses(system, "read-service") >= before + 40
 
 
-def _responses(system: System, service: str) -> float:
+def _responses(system, service: str) -> float:
     text = requests.get(f"{system.url(service)}/metrics", timeout=5).text
     return sum(
         float(line.rsplit(" ", 1)[1])
@@ -408,21 +421,21 @@ def _responses(system: System, service: str) -> float:
 
 
 def test_one_commands_correlation_id_is_in_every_process_log(driven):
+    system = driven.system
     correlation_id = f"obs-{uuid.uuid4().hex}"
-    answer = _command(
-        driven, "/api/accounts", {"owner": "obs-traced"}, **{"X-Correlation-ID": correlation_id}
-    )
+    headers = {"X-Correlation-ID": correlation_id}
+    answer = _command(system, "/api/accounts", {"owner": "obs-traced"}, **headers)
     assert answer.status_code == 201 and answer.headers["X-Correlation-ID"] == correlation_id
     account = answer.json()["account_id"]
     projected = requests.get(
-        f"{driven.url('read-service')}/api/accounts/{account}", params={"min_version": 1}, timeout=15
+        f"{system.url('read-service')}/api/accounts/{account}", params={"min_version": 1}, timeout=15
     )
     assert projected.status_code == 200
 
     def seen_by(process: str) -> bool:
-        return any(line.get("correlation_id") == correlation_id for line in driven.log_lines(process))
+        return any(line.get("correlation_id") == correlation_id for line in system.log_lines(process))
 
     for process in ("write-service", "relay", "projector"):
         _wait_for(lambda p=process: seen_by(p), f"{correlation_id} in the {process} log", 15)
-        for line in driven.log_lines(process):
+        for line in system.log_lines(process):
             assert line.get("service") == process, line

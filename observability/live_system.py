@@ -1,0 +1,239 @@
+"""The whole system on free ports with a real Prometheus scraping it, as `make run` runs it.
+
+Used by the live observability test (tests/e2e/test_observability_live.py) and by the dashboard rendering
+(render_dashboard.py). Write-service and read-service run under gunicorn with two workers each, beside the
+relay and the projector; each process writes JSON log lines to `<home>/<name>.log`. Prometheus loads the alert
+rules and scrapes the four processes and RabbitMQ's rabbitmq_prometheus plugin under the job names every
+packaging uses, so dashboards and rules work unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+RULES = REPO / "observability" / "prometheus" / "rules"
+BIN = Path(sys.executable).parent
+PROCESSES = ("write-service", "read-service", "relay", "projector")
+READY_AT = {
+    "write-service": "/readyz",
+    "read-service": "/readyz",
+    "relay": "/metrics",
+    "projector": "/metrics",
+    "prometheus": "/-/ready",
+}
+
+
+class PrometheusMissing(RuntimeError):
+    """No `prometheus` binary on PATH (deploy/local/ensure-prometheus.sh installs Debian's)."""
+
+
+@dataclass(frozen=True)
+class Environment:
+    """What the system runs against: its two databases, each side's broker URL, and RabbitMQ's metrics."""
+
+    write_database_url: str
+    read_database_url: str
+    write_broker_url: str
+    read_broker_url: str
+    rabbitmq_metrics: str  # host:port of the rabbitmq_prometheus plugin
+    vhost: str  # the only vhost whose queues are scraped: other vhosts' dead letters are not this system's
+    scrape_interval: str = "1s"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(check: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
+    """Polls `check` until it returns something truthy (connection errors count as not yet)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            result = check()
+            if result:
+                return result
+        except (requests.RequestException, OSError):
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}")
+
+
+@dataclass
+class LiveSystem:
+    home: Path
+    environment: Environment
+    debug_logs: bool = False  # the relay and the projector log each event (with its correlation id) at DEBUG
+    ports: dict[str, int] = field(default_factory=dict)
+    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.ports[name]}"
+
+    # ------------------------------------------------------------------------------------------ start, stop
+
+    def start(self) -> LiveSystem:
+        """Migrates both databases, starts the four processes and Prometheus, and waits until all answer."""
+        if shutil.which("prometheus") is None:
+            raise PrometheusMissing("prometheus is not installed (deploy/local/ensure-prometheus.sh)")
+        for name in (*PROCESSES, "prometheus"):
+            self.ports[name] = free_port()
+        base = self._base_env()
+        for module in ("write_service", "read_service"):
+            subprocess.run(
+                [BIN / "python", "-m", module, "migrate", "--no-input", "-v0"], env=base, check=True, cwd=REPO
+            )
+        try:
+            self._start_processes(base)
+            for name, path in READY_AT.items():
+                url = f"{self.url(name)}{path}"
+                wait_for(lambda url=url: requests.get(url, timeout=2).ok, url)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=5)
+
+    def _base_env(self) -> dict[str, str]:
+        env = {
+            **os.environ,
+            "WRITE_DATABASE_URL": self.environment.write_database_url,
+            "READ_DATABASE_URL": self.environment.read_database_url,
+            "LOG_FORMAT": "json",
+            "WEB_CONCURRENCY": "2",
+            "PYTHONPATH": str(REPO / "services"),
+        }
+        env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # gunicorn_conf makes a fresh one per run
+        return env
+
+    def _start_processes(self, base: dict[str, str]) -> None:
+        env = self.environment
+        gunicorn = [str(BIN / "gunicorn"), "-c", "python:cqrs_common.gunicorn_conf"]
+        for name, module, broker in (
+            ("write-service", "write_service", env.write_broker_url),
+            ("read-service", "read_service", env.read_broker_url),
+        ):
+            self._start(
+                name,
+                [*gunicorn, "--bind", f"127.0.0.1:{self.ports[name]}", f"{module}.wsgi"],
+                {**base, "DJANGO_SETTINGS_MODULE": f"{module}.settings", "RABBITMQ_URL": broker},
+            )
+        level = "DEBUG" if self.debug_logs else "INFO"
+        self._start(
+            "relay",
+            [str(BIN / "python"), "-m", "write_service", "relay"],
+            {
+                **base,
+                "LOG_LEVEL": level,
+                "RABBITMQ_URL": env.write_broker_url,
+                "RELAY_METRICS_PORT": str(self.ports["relay"]),
+                "RELAY_POLL_INTERVAL_SECONDS": "0.2",
+            },
+        )
+        self._start(
+            "projector",
+            [str(BIN / "python"), "-m", "read_service", "projector"],
+            {
+                **base,
+                "LOG_LEVEL": level,
+                "RABBITMQ_URL": env.read_broker_url,
+                "PROJECTOR_METRICS_PORT": str(self.ports["projector"]),
+            },
+        )
+        config = self.home / "prometheus.yml"
+        config.write_text(yaml.safe_dump(self.prometheus_config()))
+        self._start(
+            "prometheus",
+            [
+                "prometheus",
+                f"--config.file={config}",
+                f"--storage.tsdb.path={self.home / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{self.ports['prometheus']}",
+            ],
+            dict(os.environ),
+        )
+
+    def _start(self, name: str, command: list[str], env: dict[str, str]) -> None:
+        with (self.home / f"{name}.log").open("w") as log:
+            self.processes[name] = subprocess.Popen(
+                command,
+                cwd=REPO,
+                env={**env, "SERVICE_NAME": name},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # stopped as a group: gunicorn's workers go with their master
+            )
+
+    def prometheus_config(self) -> dict:
+        """prometheus.native.yml's jobs, pointed at this system's ports."""
+
+        def job(name: str, target: str, **extra: Any) -> dict:
+            return {"job_name": name, "static_configs": [{"targets": [target]}], **extra}
+
+        rabbitmq = self.environment.rabbitmq_metrics
+        interval = self.environment.scrape_interval
+        return {
+            "global": {"scrape_interval": interval, "evaluation_interval": interval},
+            "rule_files": [str(path) for path in sorted(RULES.glob("*.yml"))],
+            "scrape_configs": [
+                *(job(name, f"127.0.0.1:{self.ports[name]}") for name in PROCESSES),
+                job("rabbitmq", rabbitmq),
+                job(
+                    "rabbitmq-queues",
+                    rabbitmq,
+                    metrics_path="/metrics/detailed",
+                    params={
+                        "family": ["queue_coarse_metrics", "queue_consumer_count"],
+                        "vhost": [self.environment.vhost],
+                    },
+                ),
+                job("prometheus", f"127.0.0.1:{self.ports['prometheus']}"),
+            ],
+        }
+
+    # ------------------------------------------------------------------------------------------ inspection
+
+    def query(self, promql: str) -> list[dict]:
+        """An instant query's result vector (an empty list when the expression has no data)."""
+        answer = requests.post(f"{self.url('prometheus')}/api/v1/query", data={"query": promql}, timeout=30)
+        body = answer.json()
+        if body.get("status") != "success":
+            raise RuntimeError(f"Prometheus refused {promql}: {body}")
+        return body["data"]["result"]
+
+    def log_lines(self, name: str) -> list[dict]:
+        lines = []
+        for line in (self.home / f"{name}.log").read_text().splitlines():
+            try:
+                parsed = json.loads(line)
+            except ValueError:
+                continue  # a line that is not JSON (a traceback printed by Python itself)
+            if isinstance(parsed, dict):
+                lines.append(parsed)
+        return lines
