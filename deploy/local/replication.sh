@@ -63,6 +63,11 @@ CREATE TABLE IF NOT EXISTS events (
     causation_id      varchar(128),
     UNIQUE (aggregate_id, aggregate_version)
 );
+-- Subscriber-local, never published: filled by its default as the subscription applies each row, and the
+-- subscription applies transactions in the publisher's COMMIT order, so replica_seq follows commit order
+-- (positions come from a sequence and do not). The projector's fallback scans the replica in this order.
+ALTER TABLE events ADD COLUMN IF NOT EXISTS replica_seq bigint GENERATED ALWAYS AS IDENTITY;
+CREATE UNIQUE INDEX IF NOT EXISTS events_replica_seq_idx ON events (replica_seq);
 ALTER TABLE events OWNER TO postgres;
 REVOKE ALL ON events FROM PUBLIC;
 GRANT SELECT ON events TO "$READ_DB_USER";

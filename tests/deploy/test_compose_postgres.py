@@ -135,6 +135,8 @@ def test_migrations_then_replication_carry_events_to_the_read_database(
         time.sleep(0.1)
 
     assert read.psql("cqrs_read", "SELECT count(*) FROM pg_subscription") == "1"
+    # The subscriber-local commit-order number the projector's fallback scans by, filled as rows arrive.
+    assert read.psql("cqrs_read", f"SELECT replica_seq > 0 FROM events WHERE event_id = '{event_id}'") == "t"
     # The read role may read the replica but not write it: only the subscription writes there.
     assert read.psql("cqrs_read", "SELECT has_table_privilege('cqrs_read', 'events', 'SELECT')") == "t"
     assert read.psql("cqrs_read", "SELECT has_table_privilege('cqrs_read', 'events', 'INSERT')") == "f"
@@ -180,5 +182,14 @@ def test_containers_replicate_like_the_native_run() -> None:
         return [" ".join(line.split()).rstrip(",") for line in body.strip().splitlines()]
 
     assert replica_table(container) == replica_table(native)
+
+    def replica_seq(text: str) -> list[str]:
+        return [
+            re.sub(r"\bpublic\.", "", " ".join(line.split()))
+            for line in text.splitlines()
+            if "replica_seq" in line and not line.lstrip().startswith("--")
+        ]
+
+    assert len(replica_seq(native)) == 2 and replica_seq(container) == replica_seq(native)
     for fragment in ("LOGIN REPLICATION", "publish = %L", "_events}", "copy_data = true"):
         assert fragment in container

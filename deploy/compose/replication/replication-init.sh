@@ -66,6 +66,10 @@ CREATE TABLE IF NOT EXISTS public.events (
     causation_id      varchar(128),
     UNIQUE (aggregate_id, aggregate_version)
 );
+-- Subscriber-local, never published: filled by its default as the subscription applies each row, in the
+-- publisher's COMMIT order; the projector's fallback scans the replica in this order.
+ALTER TABLE public.events ADD COLUMN IF NOT EXISTS replica_seq bigint GENERATED ALWAYS AS IDENTITY;
+CREATE UNIQUE INDEX IF NOT EXISTS events_replica_seq_idx ON public.events (replica_seq);
 ALTER TABLE public.events OWNER TO CURRENT_USER;
 REVOKE ALL ON public.events FROM PUBLIC;
 SELECT format('GRANT SELECT ON public.events TO %I', :'read_user') \gexec

@@ -164,3 +164,22 @@ class DeadLetter(models.Model):
                 condition=models.Q(replayed_at__isnull=True, purged_at__isnull=True),
             ),
         ]
+
+
+class ReplicaCursor(models.Model):
+    """A single row (id 1): how far the replication fallback has handled the replicated `events` table.
+
+    `replica_seq` is the replica's subscriber-local commit-order number (see `replica.py`); every row at or
+    below it is applied, parked or dead-lettered. Kept apart from `projector_state`, which every apply
+    transaction updates, so the fallback's progress never contends with the broker path's.
+    """
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    replica_seq = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "replica_cursor"
+        constraints = [
+            models.CheckConstraint(condition=models.Q(id=1), name="replica_cursor_single_row"),
+        ]

@@ -13,6 +13,11 @@ handler failed. The loop keeps going after either.
 Failures of the infrastructure never refuse a message: a lost broker connection is reopened with backoff
 (the unacknowledged batch comes back by itself), a failing database is retried with backoff while the batch
 is held. `stop` (set on SIGTERM) ends the loop once the batch in hand is committed and acknowledged.
+
+With a `fallback` (the management command always gives one), the replication path runs beside the loop in
+its own thread (`fallback.py`): it fills what the broker has not delivered within a grace period, and while
+the loop has no broker connection the active path is `replication` and the fallback applies everything the
+replicated log brings at once; the loop switches back to `broker` as soon as it is connected again.
 """
 
 from __future__ import annotations
@@ -28,9 +33,10 @@ from cqrs_common import metrics
 from cqrs_common.events import EventEnvelope, InvalidEvent, from_wire
 from cqrs_common.logging import get_logger
 from cqrs_common.messaging import BrokerError, Consumer, Delivery
-from read_service.projections.apply import BROKER, ApplyOutcome, apply_events
+from read_service.projections.apply import BROKER, REPLICATION, ApplyOutcome, apply_events
 from read_service.projections.dead_letters import DeadLetterEntry
-from read_service.projections.state import projector_heartbeat
+from read_service.projections.fallback import ReplicationFallback
+from read_service.projections.state import ActivePath, projector_heartbeat
 
 log = get_logger(__name__)
 
@@ -44,33 +50,57 @@ class Projector:
         *,
         batch_size: int = 500,
         receive_timeout: float = 1.0,
+        fallback: ReplicationFallback | None = None,
     ) -> None:
         self._connect = connect
         self._batch_size = batch_size
         self._receive_timeout = receive_timeout
+        self._fallback = fallback
         self._last_heartbeat = 0.0
+        self.path = ActivePath()
 
     def run(self, stop: threading.Event) -> None:
         """Consumes until `stop` is set; reconnects to the broker with backoff whenever it is lost."""
-        metrics.set_projection_mode(BROKER)
-        log.info("projector_started", batch_size=self._batch_size)
+        log.info("projector_started", batch_size=self._batch_size, fallback=self._fallback is not None)
+        halt = threading.Event()  # the fallback stops with the loop, however the loop ends
+        fallback = None
+        if self._fallback is not None:
+            fallback = threading.Thread(
+                target=self._fallback.run, args=(self.path, halt), name="replication-fallback", daemon=True
+            )
+            fallback.start()
+        log_failure = _log_retry("broker_connection_failed")
+
+        def on_broker_failure(state: RetryCallState) -> None:
+            log_failure(state)
+            self._use_path(REPLICATION)
+
         retrying = Retrying(
             retry=retry_if_exception_type(BrokerError),
-            wait=wait_exponential_jitter(multiplier=0.2, max=10.0),
+            wait=wait_exponential_jitter(multiplier=0.2, max=5.0),
             stop=lambda _state: stop.is_set(),
             sleep=stop.wait,
-            before_sleep=_log_retry("broker_connection_failed"),
+            before_sleep=on_broker_failure,
             retry_error_callback=lambda _state: None,
         )
         try:
             retrying(self._consume_until, stop)
         finally:
+            halt.set()
+            if fallback is not None:
+                fallback.join(timeout=30)
             connection.close()
             log.info("projector_stopped")
+
+    def _use_path(self, path: str) -> None:
+        """Without a fallback there is no other path: the mode stays `broker`."""
+        if self._fallback is not None and self.path.use(path):
+            log.info("projection_path_switched", path=path)
 
     def _consume_until(self, stop: threading.Event) -> None:
         consumer = self._connect()
         log.info("broker_connected", queue=consumer.queue)
+        self._use_path(BROKER)
         try:
             while not stop.is_set():
                 self._heartbeat()

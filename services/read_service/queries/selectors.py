@@ -15,6 +15,7 @@ from django.db.models import QuerySet
 
 from read_service.projections.dead_letters import dead_letters_open_count
 from read_service.projections.models import AccountView, CurrencyTotal, ProjectorState, StatementLine
+from read_service.projections.replica import SubscriptionStatus, subscription_status
 
 ACCOUNT_FIELDS = (
     "account_id",
@@ -86,6 +87,7 @@ class ProjectionStatus:
     last_event_at: datetime | None
     lag_seconds: float
     dead_lettered: int
+    replication: SubscriptionStatus  # beyond the contract: the subscription that feeds the fallback path
 
 
 def projection_status_get() -> ProjectionStatus:
@@ -110,6 +112,7 @@ def projection_status_get() -> ProjectionStatus:
         last_event_at=state.last_event_at,
         lag_seconds=round(lag, 3),
         dead_lettered=dead_letters_open_count(),
+        replication=subscription_status(),
     )
 
 

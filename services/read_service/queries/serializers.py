@@ -40,12 +40,25 @@ class StatsOutput(serializers.Serializer):
     events_applied = serializers.IntegerField()
 
 
+class ReplicationOutput(serializers.Serializer):
+    status = serializers.ChoiceField(
+        choices=["streaming", "stopped", "disabled", "absent"],
+        help_text="streaming: the subscription's worker runs; stopped: enabled but failing (a conflicting "
+        "row, a lost slot, no publisher: see the read database's log); disabled; absent: no subscription",
+    )
+    subscription = serializers.CharField(allow_null=True)
+    apply_errors = serializers.IntegerField(help_text="Errors of the subscription's apply worker so far")
+    last_received_at = serializers.DateTimeField(allow_null=True)
+
+
 class ProjectionOutput(serializers.Serializer):
     mode = serializers.ChoiceField(choices=["broker", "replication"])
     events_applied = serializers.IntegerField()
     last_event_at = serializers.DateTimeField(allow_null=True)
     lag_seconds = serializers.FloatField()
     dead_lettered = serializers.IntegerField(help_text="Dead-lettered messages neither replayed nor purged")
+    # Beyond the contract's fields: the logical replication that feeds the fallback path.
+    replication = ReplicationOutput()
 
 
 class PageParams(serializers.Serializer):

@@ -30,10 +30,11 @@ from cqrs_common.messaging import BrokerError, Publisher
 from write_service.outbox.leadership import leadership_holder, leadership_try_acquire
 from write_service.outbox.session import Session, session_close, session_listen, session_open, session_wait
 from write_service.outbox.store import (
+    ReplicationSlot,
     events_mark_published,
     events_unpublished,
     outbox_backlog,
-    replication_slots_retained_bytes,
+    replication_slots,
     utc_now,
 )
 
@@ -84,6 +85,7 @@ class Relay:
         self._session: Session | None = None
         self._publisher: Publisher | None = None
         self._metrics_due = 0.0
+        self._lost_slots: set[str] = set()
 
     def run(self) -> None:
         """Runs until a stop is requested; survives database and broker outages."""
@@ -248,10 +250,19 @@ class Relay:
         backlog = outbox_backlog(session)
         metrics.OUTBOX_BACKLOG.set(backlog.count)
         metrics.OUTBOX_OLDEST_AGE.set(backlog.oldest_age_seconds(utc_now()))
-        slots = replication_slots_retained_bytes(session)
+        slots = replication_slots(session)
         metrics.REPLICATION_SLOT_RETAINED.clear()
-        for slot, retained in slots.items():
-            metrics.REPLICATION_SLOT_RETAINED.labels(slot=slot).set(retained)
+        for slot in slots:
+            metrics.REPLICATION_SLOT_RETAINED.labels(slot=slot.name).set(slot.retained_bytes)
+        self._report_lost_slots(slots)
+
+    def _report_lost_slots(self, slots: list[ReplicationSlot]) -> None:
+        """A slot that fell behind by more than max_slot_wal_keep_size is invalidated: its subscription can
+        never continue (the read side shows it `stopped`) and must be created anew. Said once per slot."""
+        lost = {slot.name for slot in slots if slot.wal_status == "lost"}
+        for name in sorted(lost - self._lost_slots):
+            log.error("replication_slot_lost", slot=name)
+        self._lost_slots = lost
 
     def _on_broker_failure(self, state: RetryCallState) -> None:
         self._close_publisher()

@@ -93,17 +93,25 @@ def outbox_backlog(session: Session) -> Backlog:
         return Backlog(count=count, oldest_occurred_at=oldest)
 
 
-def replication_slots_retained_bytes(session: Session) -> dict[str, int]:
-    """WAL each replication slot of this database keeps (the read side's subscription), by slot name."""
+@dataclass(frozen=True, slots=True)
+class ReplicationSlot:
+    name: str
+    retained_bytes: int  # WAL kept for it (0 once it is lost: it keeps nothing any more)
+    wal_status: str | None  # pg_replication_slots: reserved, extended, unreserved, or lost (invalidated)
+
+
+def replication_slots(session: Session) -> list[ReplicationSlot]:
+    """The replication slots of this database (the read side's subscription) and the WAL each keeps."""
     with session.cursor() as cursor:
         cursor.execute(
             """
-            SELECT slot_name, COALESCE(pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn), 0)::bigint
+            SELECT slot_name, COALESCE(pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn), 0)::bigint,
+                   wal_status
               FROM pg_replication_slots
              WHERE database = current_database()
             """
         )
-        return {slot: int(retained) for slot, retained in cursor.fetchall()}
+        return [ReplicationSlot(slot, int(retained), status) for slot, retained, status in cursor.fetchall()]
 
 
 def utc_now() -> datetime:

@@ -17,11 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.conf import settings as django_settings
 from django.core.management import call_command
 
 from cqrs_common.events import EventEnvelope
 from cqrs_common.messaging import DEAD_LETTER_QUEUE, PROJECTOR_QUEUE, Consumer, Delivery, Publisher
 from read_service.projections.projector import Projector
+from tests.support.replication import replica_reset
 
 _positions = itertools.count(1)
 
@@ -109,6 +111,14 @@ def transfer(
 @pytest.fixture
 def account() -> Callable[..., AccountHistory]:
     return AccountHistory
+
+
+@pytest.fixture
+def empty_replica(transactional_db: None) -> None:
+    """An empty replicated events table, for a test that runs the projector command: its replication
+    fallback would otherwise fill the read model with what earlier tests wrote on the write side."""
+    database = django_settings.DATABASES["default"]
+    replica_reset(f"postgres://{database['HOST']}:{database['PORT'] or 5432}/{database['NAME']}")
 
 
 # ---------------------------------------------------------------------------------------------- RabbitMQ

@@ -179,8 +179,18 @@ def test_projection_reports_mode_progress_lag_and_dead_letters(client: Client) -
 
     after = client.get("/api/projection").json()
 
-    assert set(after) == {"mode", "events_applied", "last_event_at", "lag_seconds", "dead_lettered"}
+    # The contract's fields, plus `replication`: the subscription that feeds the fallback path.
+    assert set(after) == {
+        "mode",
+        "events_applied",
+        "last_event_at",
+        "lag_seconds",
+        "dead_lettered",
+        "replication",
+    }
     assert after["mode"] == "broker"
+    assert after["replication"]["status"] in {"streaming", "stopped", "disabled", "absent"}
+    assert set(after["replication"]) == {"status", "subscription", "apply_errors", "last_received_at"}
     assert after["events_applied"] == before["events_applied"] + 1
     assert after["dead_lettered"] == before["dead_lettered"] + 1
     assert after["last_event_at"].endswith("Z")

@@ -200,7 +200,7 @@ def _free_port() -> int:
 
 @pytest.mark.slow
 def test_command_serves_metrics_and_stops_cleanly_on_sigterm(
-    broker, broker_url, publish, transactional_db
+    broker, broker_url, publish, empty_replica
 ) -> None:
     port = _free_port()
     env = {**os.environ, "RABBITMQ_URL": broker_url, "SERVICE_NAME": "projector", "LOG_LEVEL": "DEBUG"}

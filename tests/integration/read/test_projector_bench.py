@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.bench, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
-def projector_process(broker, broker_url):
+def projector_process(broker, broker_url, empty_replica):
     env = {**os.environ, "RABBITMQ_URL": broker_url, "SERVICE_NAME": "projector"}
     process = subprocess.Popen(
         [sys.executable, "-m", "read_service", "projector", "--metrics-port", "0"],

@@ -2,6 +2,8 @@
 
 Stops cleanly on SIGTERM or SIGINT: the batch in hand is committed and acknowledged, then the connection is
 closed and the process exits 0. Metrics are served on PROJECTOR_METRICS_PORT (default 9102; 0 serves none).
+The replication fallback runs beside it: events the broker has not brought within REPLICATION_GRACE_SECONDS
+(default 2) are applied from the replicated events table, and all of them while the broker is unreachable.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from django.core.management.base import BaseCommand, CommandParser
 from cqrs_common import config, metrics
 from cqrs_common import logging as cqrs_logging
 from cqrs_common.messaging import Consumer
+from read_service.projections.fallback import FallbackSettings, ReplicationFallback
 from read_service.projections.projector import Projector
 
 
@@ -28,6 +31,12 @@ class Command(BaseCommand):
         )
         parser.add_argument("--batch-size", type=int, default=config.int_setting("PROJECTOR_BATCH_SIZE", 500))
         parser.add_argument("--prefetch", type=int, default=config.int_setting("PROJECTOR_PREFETCH", 1000))
+        parser.add_argument(
+            "--replication-grace-seconds",
+            type=float,
+            default=config.float_setting("REPLICATION_GRACE_SECONDS", 2.0),
+            help="how long an event may be missing from the broker before the replicated log fills it",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         cqrs_logging.configure(config.service_name("projector"))
@@ -41,4 +50,5 @@ class Command(BaseCommand):
         def connect() -> Consumer:
             return Consumer(settings.RABBITMQ_URL, connection_name="projector", prefetch=prefetch)
 
-        Projector(connect, batch_size=options["batch_size"]).run(stop)
+        fallback = ReplicationFallback(FallbackSettings(grace_seconds=options["replication_grace_seconds"]))
+        Projector(connect, batch_size=options["batch_size"], fallback=fallback).run(stop)

@@ -1,0 +1,203 @@
+"""The replicated `events` table in the read database: what the fallback path reads, and its subscription.
+
+Logical replication copies every insert into the write database's `events` (all columns but the outbox's
+`published_at`) into a table of the same name here, owned by the superuser: this service may only read it
+(deploy/local/replication.sh). A subscriber-local column, `replica_seq`, is filled by its identity default
+as the subscription applies each row. The subscription's one apply worker applies the publisher's
+transactions one after another in COMMIT order, so `replica_seq` grows in commit order and a row never
+becomes visible below one already seen: a cursor on it misses nothing. `position` would not do: it comes
+from a sequence, and a transaction holding a low position can commit after one holding a higher. (This
+relies on the subscription applying serially: no `streaming = parallel`, which PostgreSQL 16 added.)
+
+A row is "known" when the read side accounted for it already: applied, parked in `pending_events`, or
+dead-lettered (an open record for its event id). Rows are handed out as they would come off the wire
+(`from_dict`), so the apply step cannot tell the paths apart.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.db import connection
+
+from cqrs_common.events import EventEnvelope, InvalidEvent, from_dict, routing_key
+from read_service.projections.dead_letters import DeadLetterEntry
+
+REPLICA_TABLE = "events"
+
+
+def _wire(row: str) -> str:
+    """SQL for the wire form of a replica row (`row` is its alias), built only where it is needed."""
+    return f"""json_build_object(
+        'event_id', {row}.event_id, 'type', {row}.event_type, 'schema_version', {row}.schema_version,
+        'aggregate_type', {row}.aggregate_type, 'aggregate_id', {row}.aggregate_id,
+        'aggregate_version', {row}.aggregate_version, 'position', {row}.position,
+        'occurred_at', {row}.occurred_at, 'correlation_id', {row}.correlation_id,
+        'causation_id', {row}.causation_id, 'data', {row}.data)::text"""
+
+
+_APPLIED = """EXISTS (SELECT FROM applied_events a
+                   WHERE a.aggregate_id = r.aggregate_id AND a.version = r.aggregate_version)"""
+_PARKED = """EXISTS (SELECT FROM pending_events p
+                  WHERE p.aggregate_id = r.aggregate_id AND p.version = r.aggregate_version)"""
+# Open records only: that is what the partial index `dead_letters_open_idx` covers.
+_DEAD_LETTERED = """EXISTS (SELECT FROM dead_letters d
+                         WHERE d.message_id = r.event_id::text
+                           AND d.replayed_at IS NULL AND d.purged_at IS NULL)"""
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaRow:
+    seq: int
+    known: bool  # applied, parked or dead-lettered already
+    due: bool  # occurred longer ago than the grace period
+    wire: dict[str, Any] | None  # the event as on the wire; only for rows not known
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaEvents:
+    """Rows turned into what the apply step takes: events, and dead-letter records for rows that are not
+    valid events of this contract (say, a type this release does not know)."""
+
+    events: list[EventEnvelope]
+    refused: list[DeadLetterEntry]
+
+
+def replica_rows_after(seq: int, *, grace_seconds: float, limit: int, table: str = REPLICA_TABLE) -> list:
+    """Up to `limit` rows past `seq`, in commit order, each marked known or not and due or not."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            SELECT s.replica_seq, s.known, s.due, CASE WHEN NOT s.known THEN {_wire("s")} END
+              FROM (SELECT r.*,
+                           ({_APPLIED} OR {_PARKED} OR {_DEAD_LETTERED}) AS known,
+                           r.occurred_at <= clock_timestamp() - make_interval(secs => %(grace)s) AS due
+                      FROM {table} r
+                     WHERE r.replica_seq > %(after)s
+                     ORDER BY r.replica_seq
+                     LIMIT %(limit)s) AS s
+             ORDER BY s.replica_seq
+            """,
+            {"after": seq, "grace": grace_seconds, "limit": limit},
+        )
+        return [
+            ReplicaRow(seq, known, due, None if wire is None else json.loads(wire))
+            for seq, known, due, wire in cursor.fetchall()
+        ]
+
+
+def replica_rows_missing(*, limit: int, table: str = REPLICA_TABLE) -> list[dict[str, Any]]:
+    """The events parked events wait for (every unapplied version below an account's first parked one), as
+    far as the replica has them, in commit order. Dead-lettered ones are left out: they were tried."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            SELECT {_wire("r")}
+              FROM (SELECT aggregate_id, min(version) AS first_parked
+                      FROM pending_events GROUP BY aggregate_id) AS p
+              JOIN {table} r ON r.aggregate_id = p.aggregate_id AND r.aggregate_version < p.first_parked
+             WHERE NOT {_APPLIED} AND NOT {_DEAD_LETTERED}
+             ORDER BY r.replica_seq
+             LIMIT %(limit)s
+            """,
+            {"limit": limit},
+        )
+        return [json.loads(wire) for (wire,) in cursor.fetchall()]
+
+
+def replica_events(wires: list[dict[str, Any]]) -> ReplicaEvents:
+    events: list[EventEnvelope] = []
+    refused: list[DeadLetterEntry] = []
+    for wire in wires:
+        try:
+            events.append(from_dict(wire))
+        except InvalidEvent as exc:
+            event_type = str(wire.get("type"))
+            body = json.dumps(wire, separators=(",", ":"), sort_keys=True).encode()
+            refused.append(
+                DeadLetterEntry(
+                    str(wire.get("event_id")),
+                    exc.reason,
+                    exc.detail,
+                    event_type,
+                    routing_key(event_type),
+                    body,
+                )
+            )
+    return ReplicaEvents(events, refused)
+
+
+def replica_cursor_get() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT replica_seq FROM replica_cursor WHERE id = 1")
+        row = cursor.fetchone()
+    return row[0] if row else 0
+
+
+def replica_cursor_set(seq: int) -> None:
+    """Moves the cursor forward (never back: a second projector may have moved it further)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            INSERT INTO replica_cursor AS c (id, replica_seq, updated_at) VALUES (1, %s, clock_timestamp())
+            ON CONFLICT (id) DO UPDATE SET replica_seq = greatest(c.replica_seq, EXCLUDED.replica_seq),
+                                           updated_at = EXCLUDED.updated_at
+            """,
+            [seq],
+        )
+
+
+# ------------------------------------------------------------------------------------------ the subscription
+
+STREAMING = "streaming"  # its apply worker runs
+STOPPED = "stopped"  # enabled, but no worker: it fails (a conflicting row, a lost slot, no publisher)
+DISABLED = "disabled"  # ALTER SUBSCRIPTION ... DISABLE
+ABSENT = "absent"  # no subscription feeds the replica (replication.sh did not run)
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionStatus:
+    status: str
+    subscription: str | None = None
+    apply_errors: int = 0  # since the statistics were reset: conflicts on the replica count here
+    last_received_at: datetime | None = None  # the last message (data or keepalive) from the publisher
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "subscription": self.subscription,
+            "apply_errors": self.apply_errors,
+            "last_received_at": self.last_received_at.isoformat() if self.last_received_at else None,
+        }
+
+
+def subscription_status(table: str = REPLICA_TABLE) -> SubscriptionStatus:
+    """The subscription that writes the replica, as this database sees it (readable without privileges).
+
+    A lost slot on the publisher shows here as `stopped`: the worker fails to start streaming, and the reason
+    is only in the read server's log; the relay, which sees the publisher, logs `replication_slot_lost`.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT s.subname, s.subenabled, st.pid, st.last_msg_receipt_time,
+                   coalesce(ss.apply_error_count, 0)
+              FROM pg_subscription s
+              JOIN pg_subscription_rel r ON r.srsubid = s.oid AND r.srrelid = to_regclass(%s)
+              LEFT JOIN pg_stat_subscription st ON st.subid = s.oid AND st.relid IS NULL
+              LEFT JOIN pg_stat_subscription_stats ss ON ss.subid = s.oid
+             WHERE s.subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+             ORDER BY s.subname
+             LIMIT 1
+            """,
+            [table],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return SubscriptionStatus(ABSENT)
+    name, enabled, pid, received_at, errors = row
+    status = DISABLED if not enabled else STREAMING if pid is not None else STOPPED
+    return SubscriptionStatus(status, name, int(errors), received_at)

@@ -1,0 +1,163 @@
+"""The logical replication of `events` into a read database, as tests that empty the databases need it.
+
+Emptying the write database does not empty the replica: the publication carries inserts only. Stale replica
+rows would then be "filled" into a fresh read model by the projector's fallback, and the next event given a
+reused position would collide with one of them and halt the subscription. So a test that empties the read
+database also empties the replica (as the superuser: the read role may only SELECT it), once the
+subscription has applied everything written before (else an old insert still on its way would land in the
+emptied replica). A subscription that is not streaming (say, halted by such a collision) is dropped with
+its slot, so no WAL of earlier tests is left to replay, and created again by deploy/local/replication.sh;
+that takes 5 to 15 s, since PostgreSQL 15 starts replication workers at most every
+wal_retrieve_retry_interval (5 s).
+
+The publisher is found from the subscription itself (its connection string, which only a superuser may
+read). Needs root: the superuser is reached as the `postgres` OS user, as infra.sh does.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from dataclasses import dataclass
+from urllib.parse import urlparse
+
+from tests.support.processes import REPO
+
+READY_TIMEOUT_SECONDS = 60
+
+
+def database_of(url: str) -> tuple[str, int]:
+    """(database name, port) of a postgres:// URL."""
+    parsed = urlparse(url)
+    return parsed.path.lstrip("/"), parsed.port or 5432
+
+
+def superuser_sql(port: int, database: str, *statements: str) -> str:
+    """Runs each statement in its own transaction as the superuser; returns the last one's output."""
+    command = ["runuser", "-u", "postgres", "--", "psql", "-X", "-q", "-tA", "-v", "ON_ERROR_STOP=1"]
+    command += ["-p", str(port), "-d", database]
+    for statement in statements:
+        command += ["-c", statement]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60, cwd="/")
+    if result.returncode != 0:
+        raise RuntimeError(f"psql failed on {database}: {result.stderr.strip()}")
+    return result.stdout.strip()
+
+
+def subscription_name(read_database_url: str) -> str:
+    return f"{database_of(read_database_url)[0]}_events"
+
+
+@dataclass(frozen=True)
+class Replication:
+    read_db: str
+    read_port: int
+    subscription: str
+    write_db: str  # the publisher, as the subscription connects to it
+    write_port: int
+
+
+def replication_of(read_database_url: str) -> Replication:
+    read_db, read_port = database_of(read_database_url)
+    subscription = subscription_name(read_database_url)
+    conninfo = superuser_sql(
+        read_port, read_db, f"SELECT subconninfo FROM pg_subscription WHERE subname = '{subscription}'"
+    )
+    if not conninfo:
+        raise AssertionError(
+            f"no subscription {subscription}: run deploy/local/replication.sh (make migrate-test)"
+        )
+    options = dict(option.split("=", 1) for option in conninfo.split())
+    return Replication(read_db, read_port, subscription, options["dbname"], int(options.get("port", 5432)))
+
+
+def replica_reset(read_database_url: str) -> None:
+    """An empty replica, followed by a streaming subscription that has nothing older left to bring."""
+    replication = replication_of(read_database_url)
+    if not _caught_up(replication):
+        _resubscribe(replication)
+    superuser_sql(replication.read_port, replication.read_db, "TRUNCATE public.events")
+
+
+def _caught_up(replication: Replication, timeout: float = 5.0) -> bool:
+    """Whether the subscription streams and has confirmed every change written on the publisher so far."""
+    if not _streaming(replication):
+        return False
+    now = superuser_sql(replication.write_port, replication.write_db, "SELECT pg_current_wal_lsn()")
+    query = f"""SELECT confirmed_flush_lsn >= '{now}' FROM pg_replication_slots
+                 WHERE slot_name = '{replication.subscription}' AND database = current_database()"""
+    deadline = time.monotonic() + timeout
+    while superuser_sql(replication.write_port, replication.write_db, query) != "t":
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def _streaming(replication: Replication) -> bool:
+    """The initial copy done and the subscription's apply worker running."""
+    query = f"""
+        SELECT bool_and(r.srsubstate = 'r') AND bool_and(st.pid IS NOT NULL)
+          FROM pg_subscription s
+          JOIN pg_subscription_rel r ON r.srsubid = s.oid
+          JOIN pg_stat_subscription st ON st.subid = s.oid AND st.relid IS NULL
+         WHERE s.subname = '{replication.subscription}' AND s.subenabled
+    """
+    return superuser_sql(replication.read_port, replication.read_db, query) == "t"
+
+
+def _resubscribe(replication: Replication) -> None:
+    read_port, read_db, subscription = replication.read_port, replication.read_db, replication.subscription
+    # Detached from its slot first, so the drop works even when the slot is gone or the publisher fails.
+    superuser_sql(
+        read_port,
+        read_db,
+        f'ALTER SUBSCRIPTION "{subscription}" DISABLE',
+        f'ALTER SUBSCRIPTION "{subscription}" SET (slot_name = NONE)',
+        f'DROP SUBSCRIPTION "{subscription}"',
+    )
+    _drop_slot(replication.write_port, replication.write_db, subscription)
+    superuser_sql(read_port, read_db, "TRUNCATE public.events")
+    subprocess.run(
+        ["bash", str(REPO / "deploy" / "local" / "replication.sh")],
+        env={
+            **os.environ,
+            "REPLICATION_PAIRS": f"{replication.write_db}:{read_db}",
+            "WRITE_DB_PORT": str(replication.write_port),
+            "READ_DB_PORT": str(read_port),
+        },
+        check=True,
+        capture_output=True,
+        timeout=120,
+        cwd=REPO,
+    )
+    wait_until_streaming(replication)
+
+
+def _drop_slot(port: int, database: str, slot: str) -> None:
+    """Drops the slot once its sender is gone (a disabled subscriber's connection closes within moments)."""
+    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+    while True:
+        state = superuser_sql(
+            port, database, f"SELECT active FROM pg_replication_slots WHERE slot_name = '{slot}'"
+        )
+        if not state:
+            return
+        if state == "f":
+            try:
+                superuser_sql(port, database, f"SELECT pg_drop_replication_slot('{slot}')")
+                return
+            except RuntimeError:
+                pass  # taken again in between: retry
+        if time.monotonic() > deadline:
+            raise AssertionError(f"replication slot {slot} stayed in use")
+        time.sleep(0.1)
+
+
+def wait_until_streaming(replication: Replication, timeout: float = READY_TIMEOUT_SECONDS) -> None:
+    deadline = time.monotonic() + timeout
+    while not _streaming(replication):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"subscription {replication.subscription} is not streaming after {timeout}s")
+        time.sleep(0.1)
