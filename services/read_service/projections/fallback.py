@@ -95,7 +95,8 @@ class ReplicationFallback:
         self._record_mode(mode)
         self._check_subscription()
         applied = self.fill_gaps()
-        return applied + self.scan(grace_seconds=0.0 if mode == REPLICATION else self.settings.grace_seconds)
+        # No grace period while the broker path is down: everything is due, whatever the clocks say.
+        return applied + self.scan(grace_seconds=None if mode == REPLICATION else self.settings.grace_seconds)
 
     def fill_gaps(self) -> int:
         wires = replica_rows_missing(limit=self.settings.batch_size, table=self.settings.table)
@@ -105,7 +106,7 @@ class ReplicationFallback:
         log.info("gaps_filled", events=len(wires), applied=applied)
         return applied
 
-    def scan(self, *, grace_seconds: float) -> int:
+    def scan(self, *, grace_seconds: float | None) -> int:
         """Applies due rows past the cursor and moves the cursor; returns how many events were applied."""
         applied = 0
         cursor = replica_cursor_get()

@@ -66,15 +66,20 @@ class ReplicaEvents:
     refused: list[DeadLetterEntry]
 
 
-def replica_rows_after(seq: int, *, grace_seconds: float, limit: int, table: str = REPLICA_TABLE) -> list:
-    """Up to `limit` rows past `seq`, in commit order, each marked known or not and due or not."""
+def replica_rows_after(
+    seq: int, *, grace_seconds: float | None, limit: int, table: str = REPLICA_TABLE
+) -> list[ReplicaRow]:
+    """Up to `limit` rows past `seq`, in commit order, each marked known or not and due or not (every row
+    is due when `grace_seconds` is None: no clock of the write side is compared then)."""
     with connection.cursor() as cursor:
         cursor.execute(
             f"""
             SELECT s.replica_seq, s.known, s.due, CASE WHEN NOT s.known THEN {_wire("s")} END
               FROM (SELECT r.*,
                            ({_APPLIED} OR {_PARKED} OR {_DEAD_LETTERED}) AS known,
-                           r.occurred_at <= clock_timestamp() - make_interval(secs => %(grace)s) AS due
+                           (%(grace)s::float8 IS NULL
+                            OR r.occurred_at <= clock_timestamp() - make_interval(secs => %(grace)s::float8)
+                           ) AS due
                       FROM {table} r
                      WHERE r.replica_seq > %(after)s
                      ORDER BY r.replica_seq
