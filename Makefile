@@ -16,12 +16,13 @@ TEST_READ_RABBITMQ_URL ?= amqp://read-service:read-service@127.0.0.1:5672/cqrs_t
 PYTEST := $(BIN)/pytest
 PYTEST_ARGS ?=
 
-.PHONY: help venv infra migrate migrate-test run test test-unit test-integration test-e2e test-deploy test-chaos test-bench lint format clean
+.PHONY: help venv infra migrate migrate-test run test test-unit test-integration test-e2e test-deploy test-chaos test-bench bench lint format clean
 
 help:
 	@echo "make run      set up infrastructure and run write-service, read-service, relay, projector (and Prometheus)"
 	@echo "make test     set up infrastructure and run every test (unit, integration, e2e, deploy)"
 	@echo "make lint     ruff"
+	@echo "make bench    the benchmark harness, quick mode (BENCH_ARGS=--full for medians of 3 full runs)"
 	@echo "make test-unit | test-integration | test-e2e | test-deploy | test-chaos | test-bench"
 
 $(STAMP): pyproject.toml
@@ -80,7 +81,9 @@ test-integration: venv
 		$(PYTEST) tests/integration/read --ds=read_service.settings -m "not chaos and not bench" $(PYTEST_ARGS)
 
 # The whole system on the test databases, migrated and subscribed (replication.sh) as `make run` has them.
+# bench/prerequisites.sh installs wrk if missing (the benchmark harness's test runs it).
 test-e2e: venv migrate-test
+	bash bench/prerequisites.sh
 	WRITE_DATABASE_URL=$(TEST_WRITE_DATABASE_URL) READ_DATABASE_URL=$(TEST_READ_DATABASE_URL) \
 	TEST_WRITE_RABBITMQ_URL=$(TEST_WRITE_RABBITMQ_URL) TEST_READ_RABBITMQ_URL=$(TEST_READ_RABBITMQ_URL) \
 		$(PYTEST) tests/e2e -m "not chaos and not bench" $(PYTEST_ARGS)
@@ -104,6 +107,13 @@ test-chaos test-bench: venv infra migrate-test
 	WRITE_DATABASE_URL=$(TEST_WRITE_DATABASE_URL) READ_DATABASE_URL=$(TEST_READ_DATABASE_URL) \
 	TEST_WRITE_RABBITMQ_URL=$(TEST_WRITE_RABBITMQ_URL) TEST_READ_RABBITMQ_URL=$(TEST_READ_RABBITMQ_URL) \
 		$(PYTEST) tests/e2e -m $(MARK) $(PYTEST_ARGS) || [ $$? -eq 5 ]
+
+# The benchmark harness on databases and a vhost of its own (cqrs_write_bench, cqrs_read_bench, cqrs_bench),
+# which it creates, migrates and empties; results in bench/results/. prerequisites.sh installs wrk if missing.
+BENCH_ARGS ?=
+bench: venv
+	bash bench/prerequisites.sh
+	$(PY) -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

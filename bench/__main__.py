@@ -1,0 +1,186 @@
+"""`python -m bench [--full] [--only drain,steady] ...`: set up, run the scenarios, write and print results.
+
+Quick mode (the default, `make bench`) runs each scenario once and shorter; `--full` runs the full sizes three
+times and reports medians with their spread. `--tiny` is the harness's own test size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bench import infra, plots, report
+from bench.http_load import open_accounts, wrk_available
+from bench.infra import Databases
+from bench.progress import Progress
+from bench.readings import Readings
+from bench.scenarios import SCENARIOS
+from bench.scenarios.common import Context, ScenarioResult, wait_applied
+from bench.settings import MODES, Mode
+from bench.system import BenchSystem
+from tests.support.private_rabbitmq import PrivateRabbitMQ
+from tests.support.processes import REPO
+
+SETUP_SECONDS = 25.0
+
+
+def main(argv: list[str] | None = None) -> int:
+    options = _parser().parse_args(argv)
+    mode = MODES["full" if options.full else "tiny" if options.tiny else "quick"]
+    if options.runs:
+        mode = dataclasses.replace(mode, runs=options.runs)
+    selected = options.only.split(",") if options.only else list(SCENARIOS)
+    unknown = set(selected) - set(SCENARIOS)
+    if unknown:
+        print(
+            f"unknown scenario(s): {', '.join(sorted(unknown))}; known: {', '.join(SCENARIOS)}",
+            file=sys.stderr,
+        )
+        return 2
+    if "http" in selected and not wrk_available():
+        print(
+            "wrk is missing: `bash bench/prerequisites.sh` installs Debian's wrk (make bench runs it).",
+            file=sys.stderr,
+        )
+        return 2
+    _announce(mode)
+    databases = Databases.from_environment() if options.use_environment else Databases.dedicated(options.name)
+    started = datetime.now(UTC)
+    results, loads, environment = _run(mode, selected, databases, use_environment=options.use_environment)
+
+    summary = report.summarize(mode, results, started=started, loads=loads, environment=environment)
+    written = report.write(summary, options.results_dir)
+    if not options.no_plots:
+        written += plots.draw(results, options.results_dir)
+    print(report.markdown(summary))
+    print(
+        "written: "
+        + ", ".join(str(path.relative_to(REPO) if path.is_relative_to(REPO) else path) for path in written)
+    )
+    return 0
+
+
+def _run(
+    mode: Mode, selected: list[str], databases: Databases, *, use_environment: bool
+) -> tuple[dict[str, list[ScenarioResult]], dict, dict]:
+    steps = [
+        (_step_name(name, run, mode), _expected_seconds(name, mode))
+        for run in range(mode.runs)
+        for name in selected
+    ]
+    results: dict[str, list[ScenarioResult]] = {name: [] for name in selected}
+    node = PrivateRabbitMQ() if "outage" in selected else None
+    with Progress([("set-up", SETUP_SECONDS), *steps]) as progress, ThreadPoolExecutor(max_workers=1) as boot:
+        system = BenchSystem(databases)
+        readings: Readings | None = None
+        broker = None
+        try:
+            with progress.step("set-up"):
+                # The private node boots (mostly Erlang's start-up) while the databases are prepared.
+                broker = boot.submit(node.start) if node is not None else None
+                if not use_environment:
+                    progress.update(0.05, "databases and vhost (infra.sh)")
+                    infra.provision(databases)
+                progress.update(0.4, "migrations")
+                infra.migrate(databases)
+                replication_streaming = infra.reset(databases)
+                if not replication_streaming:
+                    progress.note(
+                        "warning: the replication stream into the read database is not running (no free"
+                        " logical replication worker?): the projector's replication path has nothing to read"
+                    )
+                readings = Readings(databases)
+                progress.update(0.6, "starting write-service, read-service, relay, projector")
+                system.start_web()
+                context = Context(mode, databases, system, readings, progress, private_broker=broker)
+                context.start_pipeline_on_bench_vhost()
+                progress.update(0.85, f"opening {mode.accounts} accounts")
+                before = readings.last_position()
+                context.accounts = open_accounts(system.write_api, mode.accounts, owner="bench")
+                committed = readings.committed_after(before)
+                wait_applied(
+                    context, before, committed.last_position, committed.count, detail="projecting accounts"
+                )
+            for run in range(mode.runs):
+                for name in selected:
+                    step = _step_name(name, run, mode)
+                    with progress.step(step):
+                        result = SCENARIOS[name](context)
+                    results[name].append(result)
+                    progress.note(f"{step}: " + ", ".join(f"{k} {v}" for k, v in result.metrics.items()))
+            loads = {step: progress.load(step) for step, _ in [("set-up", 0), *steps]}
+            environment = {
+                "commit": report.git_commit(),
+                **readings.server_versions(),
+                "replication_streaming_at_start": replication_streaming,
+            }
+        finally:
+            system.stop()
+            if readings is not None:
+                readings.close()
+            if node is not None:
+                if broker is not None:
+                    with contextlib.suppress(Exception):  # only waits for the boot; a failure surfaced above
+                        broker.result()
+                node.destroy()
+    return results, loads, environment
+
+
+def _announce(mode: Mode) -> None:
+    full = MODES["full"]
+    if mode.name == "full":
+        text = f"full mode: every scenario {mode.runs} times, medians and spread reported"
+    else:
+        text = (
+            f"{mode.name} mode (shorter than --full): drain of {mode.drain_events:,} events"
+            f" (full: {full.drain_events:,}), sustained {mode.sustained_seconds:g} s"
+            f" (full: {full.sustained_seconds:g} s), steady {mode.steady_seconds:g} s"
+            f" (full: {full.steady_seconds:g} s), {mode.runs} run(s) (full: medians of {full.runs})."
+            " `make bench BENCH_ARGS=--full` for the full sizes."
+        )
+    print(text, file=sys.stderr)
+
+
+def _step_name(name: str, run: int, mode: Mode) -> str:
+    return name if mode.runs == 1 else f"{name} (run {run + 1}/{mode.runs})"
+
+
+def _expected_seconds(name: str, mode: Mode) -> float:
+    """Rough durations on 2 cores, only to weigh the progress bar."""
+    return {
+        "drain": 6 + mode.drain_events / 1_000,
+        "sustained": 5 + mode.sustained_seconds,
+        "steady": 2 + mode.steady_seconds,
+        "http": 4 + 2 * mode.http_seconds,
+        "outage": 22 + mode.outage_before_seconds + mode.outage_seconds + mode.outage_after_seconds,
+    }[name]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--full", action="store_true", help="full sizes, 3 runs, medians and spread")
+    size.add_argument("--tiny", action="store_true", help="the smallest sizes (the harness's own test)")
+    parser.add_argument("--runs", type=int, help="runs per scenario (default: 1 quick, 3 full)")
+    parser.add_argument("--only", help=f"comma-separated scenarios (default: all of {','.join(SCENARIOS)})")
+    parser.add_argument(
+        "--name", default="bench", help="databases cqrs_write_NAME / cqrs_read_NAME, vhost cqrs_NAME"
+    )
+    parser.add_argument(
+        "--use-environment",
+        action="store_true",
+        help="take WRITE_DATABASE_URL, READ_DATABASE_URL, TEST_WRITE_RABBITMQ_URL and TEST_READ_RABBITMQ_URL"
+        " from the environment and provision nothing",
+    )
+    parser.add_argument("--results-dir", type=Path, default=REPO / "bench" / "results")
+    parser.add_argument("--no-plots", action="store_true")
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(main())

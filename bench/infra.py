@@ -1,0 +1,231 @@
+"""The databases and vhost a benchmark runs on: created with deploy/local/infra.sh and replication.sh,
+migrated, and emptied before a run.
+
+By default a run owns `cqrs_write_bench` / `cqrs_read_bench` (their own replication pair) and the vhost
+`cqrs_bench`, so it never empties what `make run` or `make test` use. With `--use-environment` the harness
+takes the URLs from the environment instead (as the end-to-end tier does) and provisions nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import psycopg2
+
+from cqrs_common.messaging import DEAD_LETTER_QUEUE, PROJECTOR_QUEUE, Consumer
+from tests.support.processes import PYTHON, REPO
+
+WRITE_DB_PORT = int(os.environ.get("WRITE_DB_PORT", "5433"))
+READ_DB_PORT = int(os.environ.get("READ_DB_PORT", "5434"))
+# Beyond this the run goes on without the stream (a crowded server may have no replication worker free).
+STREAMING_TIMEOUT_SECONDS = 10
+# Django's own tables keep their rows; only the ledger's and the projection's are emptied.
+_KEPT_TABLES = ("django_%", "auth_%")
+
+
+@dataclass(frozen=True, slots=True)
+class Databases:
+    write_url: str
+    read_url: str
+    write_broker_url: str
+    read_broker_url: str
+
+    @classmethod
+    def dedicated(cls, name: str) -> Databases:
+        return cls(
+            write_url=f"postgres://cqrs_write:cqrs_write@127.0.0.1:{WRITE_DB_PORT}/cqrs_write_{name}",
+            read_url=f"postgres://cqrs_read:cqrs_read@127.0.0.1:{READ_DB_PORT}/cqrs_read_{name}",
+            write_broker_url=f"amqp://write-service:write-service@127.0.0.1:5672/cqrs_{name}",
+            read_broker_url=f"amqp://read-service:read-service@127.0.0.1:5672/cqrs_{name}",
+        )
+
+    @classmethod
+    def from_environment(cls) -> Databases:
+        """The variables of the Makefile's test-e2e target."""
+        return cls(
+            write_url=os.environ["WRITE_DATABASE_URL"],
+            read_url=os.environ["READ_DATABASE_URL"],
+            write_broker_url=os.environ["TEST_WRITE_RABBITMQ_URL"],
+            read_broker_url=os.environ["TEST_READ_RABBITMQ_URL"],
+        )
+
+    @property
+    def write_database(self) -> str:
+        return _database_name(self.write_url)
+
+    @property
+    def read_database(self) -> str:
+        return _database_name(self.read_url)
+
+    @property
+    def write_port(self) -> int:
+        return urlsplit(self.write_url).port or 5432
+
+    @property
+    def read_port(self) -> int:
+        return urlsplit(self.read_url).port or 5432
+
+    @property
+    def vhost(self) -> str:
+        return _database_name(self.write_broker_url)
+
+
+def provision(databases: Databases) -> None:
+    """Creates (idempotently) the databases and the vhost with infra.sh."""
+    _script(
+        "deploy/local/infra.sh",
+        WRITE_DATABASES=databases.write_database,
+        READ_DATABASES=databases.read_database,
+        RABBITMQ_VHOSTS=databases.vhost,
+    )
+
+
+def migrate(databases: Databases) -> None:
+    """Both services' migrations, in parallel (the replication pair is made by `reset`)."""
+    jobs = (
+        ("write_service", {"WRITE_DATABASE_URL": databases.write_url}),
+        ("read_service", {"READ_DATABASE_URL": databases.read_url}),
+    )
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for done in [pool.submit(_migrate_one, package, env) for package, env in jobs]:
+            done.result()
+
+
+def reset(databases: Databases) -> bool:
+    """Empties the ledger, the read models, the replica and both queues, so every run starts from nothing;
+    returns whether the replication stream runs (the projector's replication path reads what it brings).
+
+    The publication carries inserts only, so rows of emptied write tables stay in the replica, where the
+    projector's replication path would apply them to the fresh read models: the replica is emptied too. A
+    subscription that is not streaming (missing, or halted on a conflict) is made again from scratch, its
+    slot dropped with the WAL of earlier runs. Identities are not restarted: no position is seen twice.
+    """
+    for url in (databases.write_url, databases.read_url):
+        _truncate_own_tables(url)
+    replication = _Replication(databases)
+    if replication.streaming():
+        replication.empty_replica()
+    else:
+        replication.subscribe_again()
+    streaming = replication.wait_streaming()
+    with Consumer(databases.read_broker_url, connection_name="bench-reset") as consumer:
+        consumer.purge(PROJECTOR_QUEUE)
+        consumer.purge(DEAD_LETTER_QUEUE)
+    return streaming
+
+
+class _Replication:
+    """The subscription replication.sh makes for a pair, reached as PostgreSQL's superuser."""
+
+    def __init__(self, databases: Databases) -> None:
+        self.databases = databases
+        self.name = f"{databases.read_database}_events"  # replication.sh's name for it and for its slot
+
+    def streaming(self) -> bool:
+        """The initial copy done and the apply worker running."""
+        return (
+            self._read(
+                f"""SELECT bool_and(r.srsubstate = 'r') AND bool_and(st.pid IS NOT NULL)
+                      FROM pg_subscription s
+                      JOIN pg_subscription_rel r ON r.srsubid = s.oid
+                      JOIN pg_stat_subscription st ON st.subid = s.oid AND st.relid IS NULL
+                     WHERE s.subname = '{self.name}' AND s.subenabled"""
+            )
+            == "t"
+        )
+
+    def wait_streaming(self) -> bool:
+        deadline = time.monotonic() + STREAMING_TIMEOUT_SECONDS
+        while not self.streaming():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.2)
+        return True
+
+    def empty_replica(self) -> None:
+        if self._read("SELECT to_regclass('public.events') IS NOT NULL") == "t":
+            self._read("TRUNCATE public.events")
+
+    def subscribe_again(self) -> None:
+        if self._read(f"SELECT 1 FROM pg_subscription WHERE subname = '{self.name}'"):
+            self._read(
+                f'ALTER SUBSCRIPTION "{self.name}" DISABLE',
+                f'ALTER SUBSCRIPTION "{self.name}" SET (slot_name = NONE)',  # the slot is dropped below
+                f'DROP SUBSCRIPTION "{self.name}"',
+            )
+        deadline = time.monotonic() + STREAMING_TIMEOUT_SECONDS
+        slot = f"SELECT active FROM pg_replication_slots WHERE slot_name = '{self.name}'"
+        while active := self._write(slot):
+            if active == "f":  # its sender has gone: the disabled subscriber has closed its connection
+                self._write(f"SELECT pg_drop_replication_slot('{self.name}')")
+            elif time.monotonic() > deadline:
+                raise RuntimeError(f"replication slot {self.name} is still in use")
+            else:
+                time.sleep(0.2)
+        self.empty_replica()
+        _script(
+            "deploy/local/replication.sh",
+            REPLICATION_PAIRS=f"{self.databases.write_database}:{self.databases.read_database}",
+            WRITE_DB_PORT=str(self.databases.write_port),
+            READ_DB_PORT=str(self.databases.read_port),
+        )
+
+    def _read(self, *statements: str) -> str:
+        return _superuser(self.databases.read_port, self.databases.read_database, *statements)
+
+    def _write(self, *statements: str) -> str:
+        return _superuser(self.databases.write_port, self.databases.write_database, *statements)
+
+
+def _superuser(port: int, database: str, *statements: str) -> str:
+    """Each statement in its own transaction as PostgreSQL's superuser; the last one's output."""
+    command = ["runuser", "-u", "postgres", "--", "psql", "-X", "-q", "-tA", "-v", "ON_ERROR_STOP=1"]
+    command += ["-p", str(port), "-d", database]
+    for statement in statements:
+        command += ["-c", statement]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60, cwd="/")
+    if result.returncode != 0:
+        raise RuntimeError(f"psql on {database}: {result.stderr.strip()}")
+    return result.stdout.strip()
+
+
+def _truncate_own_tables(url: str) -> None:
+    """TRUNCATE of every table the service role owns (the replica table belongs to the superuser)."""
+    with psycopg2.connect(url) as connection, connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT quote_ident(tablename) FROM pg_tables WHERE schemaname = 'public'"
+            " AND tableowner = current_user AND tablename NOT LIKE %s AND tablename NOT LIKE %s",
+            _KEPT_TABLES,
+        )
+        tables = [row[0] for row in cursor.fetchall()]
+        if tables:
+            cursor.execute(f"TRUNCATE {', '.join(tables)}")
+    connection.close()
+
+
+def _migrate_one(package: str, env: dict[str, str]) -> None:
+    subprocess.run(
+        [PYTHON, "-m", package, "migrate", "--no-input", "-v", "0"],
+        env={**os.environ, **env},
+        cwd=REPO,
+        check=True,
+        timeout=300,
+    )
+
+
+def _script(path: str, **env: str) -> None:
+    # Output is kept out of the progress bar and shown only when the script fails.
+    result = subprocess.run(
+        ["bash", path], env={**os.environ, **env}, cwd=REPO, capture_output=True, text=True, timeout=600
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"{path} failed ({result.returncode}):\n{result.stdout}{result.stderr}")
+
+
+def _database_name(url: str) -> str:
+    return urlsplit(url).path.lstrip("/")

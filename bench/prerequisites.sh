@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# What `make bench` needs besides the venv: wrk, for the HTTP scenario. Debian's package is installed when
+# missing, and the script says so first; nothing else is installed.
+set -euo pipefail
+
+log() { printf 'bench prerequisites: %s\n' "$*" >&2; }
+
+if ! command -v wrk >/dev/null 2>&1; then
+  [ "$(id -u)" = 0 ] || { log "wrk is missing: apt-get install wrk (as root)"; exit 1; }
+  log "wrk is missing: installing Debian's wrk package"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk >/dev/null \
+    || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk >/dev/null; }
+fi

@@ -1,0 +1,120 @@
+"""What the databases say about a scenario: events committed on the write side, and when each was applied
+on the read side (`applied_events.applied_at`, the read database's clock inside the apply transaction, against
+`occurred_at`, the write side's clock when the command ran: one machine, one clock)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import psycopg2
+
+from bench.infra import Databases
+
+
+@dataclass(frozen=True, slots=True)
+class AppliedEvent:
+    position: int
+    occurred_at: float  # epoch seconds
+    applied_at: float
+    path: str
+
+    @property
+    def lag(self) -> float:
+        return self.applied_at - self.occurred_at
+
+
+@dataclass(frozen=True, slots=True)
+class Committed:
+    count: int
+    first_occurred_at: float | None
+    last_occurred_at: float | None
+    last_position: int
+
+
+class Readings:
+    """Two autocommit connections, one to each database, kept for the whole run."""
+
+    def __init__(self, databases: Databases) -> None:
+        self._write = psycopg2.connect(databases.write_url)
+        self._read = psycopg2.connect(databases.read_url)
+        self._write.autocommit = self._read.autocommit = True
+
+    def close(self) -> None:
+        self._write.close()
+        self._read.close()
+
+    def last_position(self) -> int:
+        """The newest position of the event store (0 when empty): a scenario's events are those after it."""
+        return self._one(self._write, "SELECT coalesce(max(position), 0) FROM events")
+
+    def committed_after(self, position: int) -> Committed:
+        with self._write.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*), extract(epoch FROM min(occurred_at)), extract(epoch FROM max(occurred_at)),"
+                " coalesce(max(position), %s) FROM events WHERE position > %s",
+                [position, position],
+            )
+            count, first, last, last_position = cursor.fetchone()
+        return Committed(count, _float(first), _float(last), int(last_position))
+
+    def last_published_at(self, after: int, until: int) -> float | None:
+        return _float(
+            self._one(
+                self._write,
+                "SELECT extract(epoch FROM max(published_at)) FROM events"
+                " WHERE position > %s AND position <= %s",
+                [after, until],
+            )
+        )
+
+    def unpublished(self) -> int:
+        return self._one(self._write, "SELECT count(*) FROM events WHERE published_at IS NULL")
+
+    def applied_count(self, after: int, until: int) -> int:
+        return self._one(
+            self._read,
+            "SELECT count(*) FROM applied_events WHERE position > %s AND position <= %s",
+            [after, until],
+        )
+
+    def applied(self, after: int, until: int) -> list[AppliedEvent]:
+        """Every applied event of the position range, oldest commit first."""
+        with self._read.cursor() as cursor:
+            cursor.execute(
+                "SELECT position, extract(epoch FROM occurred_at), extract(epoch FROM applied_at), path"
+                " FROM applied_events WHERE position > %s AND position <= %s ORDER BY occurred_at, position",
+                [after, until],
+            )
+            return [AppliedEvent(int(p), float(o), float(a), path) for p, o, a, path in cursor.fetchall()]
+
+    def caught_up(self, after: int, cutoff: float) -> bool:
+        """Whether every event committed after `after` and before `cutoff` (epoch seconds) is applied."""
+        committed = self._one(
+            self._write,
+            "SELECT count(*) FROM events WHERE position > %s AND occurred_at < to_timestamp(%s)",
+            [after, cutoff],
+        )
+        applied = self._one(
+            self._read,
+            "SELECT count(*) FROM applied_events WHERE position > %s AND occurred_at < to_timestamp(%s)",
+            [after, cutoff],
+        )
+        return applied >= committed
+
+    def dead_lettered(self) -> int:
+        return self._one(self._read, "SELECT count(*) FROM dead_letters")
+
+    def server_versions(self) -> dict[str, str]:
+        return {
+            "postgresql": self._one(self._write, "SHOW server_version"),
+        }
+
+    @staticmethod
+    def _one(connection, sql: str, params: list | None = None):
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchone()[0]
+
+
+def _float(value) -> float | None:
+    return None if value is None else float(value)

@@ -1,0 +1,191 @@
+"""The results of a run: medians over the runs (with their spread), the machine and its load, the targets,
+written as JSON (bench/results/<date>.json and latest.json) and as a markdown table (latest.md)."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from bench.scenarios.common import ScenarioResult
+from bench.settings import TARGETS, Mode
+from bench.stats import median_and_spread
+from tests.support.processes import REPO
+
+# Rows of the table: result key, label, unit, decimals.
+ROWS = (
+    ("drain_events_per_s", "drain", "events/s", 0),
+    ("sustained_events_per_s", "sustained, end to end", "events/s", 0),
+    ("sustained_lag_p99_ms", "sustained, lag p99", "ms", 1),
+    ("steady_lag_p50_ms", "steady 200/s, lag p50", "ms", 1),
+    ("steady_lag_p95_ms", "steady 200/s, lag p95", "ms", 1),
+    ("steady_lag_p99_ms", "steady 200/s, lag p99", "ms", 1),
+    ("http_deposit_rps", "HTTP deposits", "req/s", 0),
+    ("http_deposit_latency_p99_ms", "HTTP deposits, latency p99", "ms", 1),
+    ("http_read_rps", "HTTP account reads", "req/s", 0),
+    ("http_read_latency_p99_ms", "HTTP account reads, latency p99", "ms", 1),
+    ("outage_max_lag_s", "outage, maximum lag", "s", 2),
+    ("outage_recovery_s", "outage, broker back to normal lag", "s", 2),
+)
+
+
+def summarize(
+    mode: Mode,
+    results: dict[str, list[ScenarioResult]],
+    *,
+    started: datetime,
+    loads: dict[str, dict[str, float]],
+    environment: dict[str, Any],
+) -> dict[str, Any]:
+    metrics: dict[str, list[Any]] = {}
+    for runs in results.values():
+        for result in runs:
+            for key, value in result.metrics.items():
+                metrics.setdefault(key, []).append(value)
+    summary: dict[str, Any] = {"date": started.isoformat(timespec="seconds"), "mode": mode.name}
+    spread: dict[str, Any] = {}
+    for key, values in metrics.items():
+        summary[key], spread[key] = median_and_spread(values)
+        if spread[key] is not None:
+            spread[key]["runs"] = values
+    summary["runs"] = mode.runs
+    summary["spread"] = spread
+    summary["targets"] = {
+        target.key: {"target": target.describe(), "met": target.met(summary.get(target.key))}
+        for target in TARGETS
+    }
+    summary["machine"] = machine(loads)
+    summary["environment"] = environment
+    summary["settings"] = {
+        "drain_events": mode.drain_events,
+        "sustained_seconds": mode.sustained_seconds,
+        "steady_seconds": mode.steady_seconds,
+        "http_seconds": mode.http_seconds,
+        "outage_seconds": mode.outage_seconds,
+        "accounts": mode.accounts,
+        "producers": mode.producers,
+    }
+    summary["scenarios"] = {
+        name: [{**result.metrics, **result.details} for result in runs] for name, runs in results.items()
+    }
+    return summary
+
+
+def machine(loads: dict[str, dict[str, float]]) -> dict[str, Any]:
+    highest = max((load["max"] for load in loads.values()), default=os.getloadavg()[0])
+    # `seconds` of each step are kept beside its load: a slow step on a busy machine explains itself.
+    return {
+        "cores": os.cpu_count(),
+        "cpu_model": _cpu_model(),
+        "memory_gib": _memory_gib(),
+        "system": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "load_average_1m_max": round(highest, 2),
+        "load_average_now": [round(value, 2) for value in os.getloadavg()],
+        "load_average_by_step": {
+            step: {key: round(value, 2) for key, value in load.items()} for step, load in loads.items()
+        },
+    }
+
+
+def write(summary: dict[str, Any], directory: Path) -> list[Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.fromisoformat(summary["date"]).strftime("%Y-%m-%dT%H%M%S")
+    text = json.dumps(summary, indent=2) + "\n"
+    written = [directory / f"{stamp}.json", directory / "latest.json", directory / "latest.md"]
+    written[0].write_text(text)
+    written[1].write_text(text)
+    written[2].write_text(markdown(summary))
+    return written
+
+
+def markdown(summary: dict[str, Any]) -> str:
+    full = summary["runs"] > 1
+    header = "| scenario | result | target | met |" + (" spread (min - max) |" if full else "")
+    lines = [
+        f"# Benchmark: {summary['mode']} mode, {summary['date']}",
+        "",
+        _machine_line(summary),
+        "",
+        header,
+        "|---|---:|---|---|" + ("---|" if full else ""),
+    ]
+    targets = summary["targets"]
+    for key, label, unit, decimals in ROWS:
+        value = summary.get(key)
+        target = targets.get(key)
+        met = "" if target is None or target["met"] is None else ("yes" if target["met"] else "**no**")
+        row = (
+            f"| {label} | {_number(value, decimals)} {unit} | {target['target'] if target else ''} | {met} |"
+        )
+        if full:
+            spread = summary["spread"].get(key)
+            row += (
+                f" {_number(spread['min'], decimals)} - {_number(spread['max'], decimals)} |"
+                if spread
+                else " |"
+            )
+        lines.append(row)
+    lines += ["", _settings_line(summary), ""]
+    return "\n".join(lines)
+
+
+def git_commit() -> str:
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True).stdout.strip()
+
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    return commit + ("+changes" if git("status", "--porcelain", "--", "services") else "")
+
+
+def _machine_line(summary: dict[str, Any]) -> str:
+    machine = summary["machine"]
+    return (
+        f"{machine['cores']} cores ({machine['cpu_model']}), {machine['memory_gib']} GiB;"
+        f" 1-minute load average up to {machine['load_average_1m_max']} during the run"
+        + (
+            " (the machine was busy with other work: numbers are noisy)"
+            if machine["load_average_1m_max"] > 1.0
+            else ""
+        )
+        + f". Code at {summary['environment'].get('commit', '?')}."
+    )
+
+
+def _settings_line(summary: dict[str, Any]) -> str:
+    settings = summary["settings"]
+    runs = summary["runs"]
+    return (
+        f"{f'Medians of {runs} runs' if runs > 1 else 'One run'}. Drain of {settings['drain_events']:,}"
+        f" events, sustained {settings['sustained_seconds']:g} s with {settings['producers']} producers,"
+        f" steady {settings['steady_seconds']:g} s, wrk {settings['http_seconds']} s each,"
+        f" broker down {settings['outage_seconds']:g} s. Lag = applied_at - occurred_at in the read database."
+    )
+
+
+def _number(value: float | None, decimals: int) -> str:
+    return "n/a" if value is None else f"{value:,.{decimals}f}"
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _memory_gib() -> float | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return round(int(line.split()[1]) / 1024 / 1024, 1)
+    except OSError:
+        pass
+    return None

@@ -1,0 +1,96 @@
+"""The benchmark harness (`make bench`) run end to end in its tiny mode on the end-to-end tier's databases:
+every scenario runs against the real processes, and the results it writes hold every promised key with a
+number that could be true. The numbers themselves are not judged here (benchmarks print, tests assert)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import setting
+from tests.support.processes import PYTHON, REPO
+
+pytestmark = pytest.mark.slow
+
+RATES = ("drain_events_per_s", "sustained_events_per_s", "http_deposit_rps", "http_read_rps")
+LAGS_MS = ("steady_lag_p50_ms", "steady_lag_p95_ms", "steady_lag_p99_ms")
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if shutil.which("wrk") is None:
+        pytest.skip("wrk is missing: bash bench/prerequisites.sh installs it")
+    directory = tmp_path_factory.mktemp("bench-results")
+    env = {
+        **os.environ,
+        **{
+            name: setting(name)
+            for name in (
+                "WRITE_DATABASE_URL",
+                "READ_DATABASE_URL",
+                "TEST_WRITE_RABBITMQ_URL",
+                "TEST_READ_RABBITMQ_URL",
+            )
+        },
+    }
+    run = subprocess.run(
+        [PYTHON, "-m", "bench", "--tiny", "--use-environment", "--results-dir", str(directory)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert run.returncode == 0, f"{run.stdout}\n{run.stderr[-4000:]}"
+    assert "| drain |" in run.stdout  # the table is printed
+    return directory
+
+
+def test_the_results_hold_every_promised_key_with_plausible_numbers(results: Path) -> None:
+    summary = json.loads((results / "latest.json").read_text())
+    assert datetime.fromisoformat(summary["date"]).tzinfo is not None
+    assert summary["mode"] == "tiny" and summary["runs"] == 1
+    for key in RATES:
+        assert 0 < summary[key] < 1_000_000, key
+    assert 0 < summary["steady_lag_p50_ms"] <= summary["steady_lag_p95_ms"] <= summary["steady_lag_p99_ms"]
+    assert summary["steady_lag_p99_ms"] < 60_000
+    assert summary["outage_recovery_s"] is not None and 0 <= summary["outage_recovery_s"] < 60
+    # The broker was down for 2 s: unless the replication path carried them, some events waited for it.
+    outage = summary["scenarios"]["outage"][0]
+    assert outage["broker_down_s"] >= 2
+    assert 0 < summary["outage_max_lag_s"] < 120
+    if outage["paths"].get("replication", 0) == 0:
+        assert summary["outage_max_lag_s"] >= 2
+    machine = summary["machine"]
+    assert machine["cores"] == os.cpu_count() and machine["cpu_model"]
+    assert machine["load_average_1m_max"] >= 0
+    assert set(summary["targets"]) >= {"drain_events_per_s", "steady_lag_p99_ms", "outage_recovery_s"}
+
+
+def test_every_command_of_the_run_succeeded_and_every_event_was_counted(results: Path) -> None:
+    scenarios = json.loads((results / "latest.json").read_text())["scenarios"]
+    assert scenarios["drain"][0]["events"] >= 600
+    assert scenarios["sustained"][0]["events"] > 0
+    for name in ("steady", "outage"):
+        statuses = scenarios[name][0]["statuses"]
+        assert set(statuses) <= {"200", "201"}, (name, statuses)
+        assert scenarios[name][0]["events"] >= sum(statuses.values())  # a transfer is two events
+    http = scenarios["http"][0]
+    assert http["deposit"]["non_2xx"] == 0 and http["read"]["non_2xx"] == 0
+    assert http["deposit"]["socket_errors"] == 0 and http["read"]["socket_errors"] == 0
+
+
+def test_the_table_and_the_plots_are_written(results: Path) -> None:
+    table = (results / "latest.md").read_text()
+    for label in ("drain", "sustained, end to end", "steady 200/s, lag p99", "HTTP deposits", "outage"):
+        assert f"| {label}" in table, label
+    stamped = [path for path in results.glob("*.json") if path.name != "latest.json"]
+    assert len(stamped) == 1 and stamped[0].read_text() == (results / "latest.json").read_text()
+    for name in ("latest-lag.png", "latest-lag-histogram.png", "latest-throughput.png"):
+        assert (results / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
