@@ -16,13 +16,14 @@ TEST_READ_RABBITMQ_URL ?= amqp://read-service:read-service@127.0.0.1:5672/cqrs_t
 PYTEST := $(BIN)/pytest
 PYTEST_ARGS ?=
 
-.PHONY: help venv infra migrate migrate-test run test test-unit test-integration test-e2e test-deploy test-chaos test-bench bench lint format clean
+.PHONY: help venv infra migrate migrate-test run test test-unit test-integration test-e2e test-deploy test-chaos test-bench bench experiment lint format clean
 
 help:
 	@echo "make run      set up infrastructure and run write-service, read-service, relay, projector (and Prometheus)"
 	@echo "make test     set up infrastructure and run every test (unit, integration, e2e, deploy)"
 	@echo "make lint     ruff"
 	@echo "make bench    the benchmark harness, quick mode (BENCH_ARGS=--full for medians of 3 full runs)"
+	@echo "make experiment NAME=<name> [ARGS=...]   a guided experiment against the running system (docs/lab.md)"
 	@echo "make test-unit | test-integration | test-e2e | test-deploy | test-chaos | test-bench"
 
 $(STAMP): pyproject.toml
@@ -114,6 +115,10 @@ BENCH_ARGS ?=
 bench: venv
 	bash bench/prerequisites.sh
 	$(PY) -m bench $(BENCH_ARGS)
+
+# The laboratory (docs/lab.md): one experiment against the system `make run` is running; without NAME, the list.
+experiment: venv
+	$(PY) -m lab $(NAME) $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
