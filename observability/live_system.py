@@ -237,3 +237,19 @@ class LiveSystem:
             if isinstance(parsed, dict):
                 lines.append(parsed)
         return lines
+
+
+def private_broker_with_metrics():
+    """A RabbitMQ node of its own (tests/support/private_rabbitmq.py) with the rabbitmq_prometheus plugin on a
+    free port: a broker this system may stop and start, with the metrics the dashboards read."""
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    from tests.support.private_rabbitmq import PrivateRabbitMQ
+
+    node = PrivateRabbitMQ()
+    node.metrics_address = f"127.0.0.1:{free_port()}"
+    host, port = node.metrics_address.split(":")
+    (node.base / "enabled_plugins").write_text("[rabbitmq_prometheus].\n")
+    with (node.base / "rabbitmq.conf").open("a") as conf:  # written (and owned) by PrivateRabbitMQ
+        conf.write(f"prometheus.tcp.ip = {host}\nprometheus.tcp.port = {port}\n")
+    return node

@@ -109,6 +109,7 @@ _KEYWORDS = {"and", "or", "unless", "bool", "offset", "inf", "nan", "by", "witho
 def metric_names(expr: str) -> set[str]:
     """The metric names a PromQL expression reads (label names, functions and keywords left out)."""
     text = _STRINGS.sub('""', expr)
+    text = _VARIABLE.sub("1m", text)  # `offset $__rate_interval`
     text = _MATCHERS.sub("", text)
     text = _RANGES.sub("", text)
     text = _GROUPINGS.sub("", text)

@@ -142,6 +142,7 @@ def test_metric_name_extraction_skips_functions_labels_and_keywords():
     expr = (
         'histogram_quantile(0.99, sum by (job, le) (rate(a_bucket{job=~"x|y"}[5m]))) > 1 '
         'and on () (sum(rate(b_total[1m])) or on () vector(0)) == 0 unless c{le="0.5"} offset 5m'
+        " unless c offset $__rate_interval"
     )
     assert metric_names(expr) == {"a_bucket", "b_total", "c"}
 

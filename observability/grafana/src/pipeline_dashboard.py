@@ -20,6 +20,15 @@ from dashboard_panels import (
 )
 
 RATE = "[$__rate_interval]"
+_DEAD_LETTERED = "cqrs_events_dead_lettered_total"
+# Dead letters per window. A reason's series is born at its first dead letter with 1 as its first sample,
+# which increase() cannot see, so a series younger than the window counts with its value (as the
+# EventsDeadLettered alert does), and every other window shows 0.
+DEAD_LETTERED_IN_WINDOW = (
+    f"(increase({_DEAD_LETTERED}{RATE}) > 0)"
+    f" or ({_DEAD_LETTERED} unless {_DEAD_LETTERED} offset $__rate_interval)"
+    f" or (0 * {_DEAD_LETTERED})"
+)
 QUEUES = 'vhost=~"$vhost", queue=~"read-service\\\\.projector.*"'
 
 
@@ -210,10 +219,7 @@ def _fallback() -> list[dict[str, Any]]:
             "queue's depth (from RabbitMQ). Any point above 0 fires EventsDeadLettered or "
             "DeadLetterQueueNotEmpty.",
             [
-                target(
-                    f"sum by (reason) (increase(cqrs_events_dead_lettered_total{RATE}))",
-                    "refused: {{reason}}",
-                ),
+                target(f"sum by (reason) ({DEAD_LETTERED_IN_WINDOW})", "refused: {{reason}}"),
                 target(
                     'sum by (queue) (rabbitmq_detailed_queue_messages{vhost=~"$vhost", queue=~".+\\\\.dlq"})',
                     "in {{queue}}",
