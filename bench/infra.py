@@ -23,7 +23,7 @@ from tests.support.processes import PYTHON, REPO
 WRITE_DB_PORT = int(os.environ.get("WRITE_DB_PORT", "5433"))
 READ_DB_PORT = int(os.environ.get("READ_DB_PORT", "5434"))
 # Beyond this the run goes on without the stream (a crowded server may have no replication worker free).
-STREAMING_TIMEOUT_SECONDS = 10
+STREAMING_TIMEOUT_SECONDS = 5
 # Django's own tables keep their rows; only the ledger's and the projection's are emptied.
 _KEPT_TABLES = ("django_%", "auth_%")
 

@@ -96,22 +96,9 @@ def _throughput(pyplot: Any, series: dict[str, dict]) -> Any:
         throughput = series[name]["throughput"]
         committed = throughput["committed"]
         if name != "drain":  # a drain's commits happened before the pipeline ran
-            axis.step(
-                [t for t, _ in committed],
-                [n for _, n in committed],
-                where="post",
-                color="grey",
-                linestyle="--",
-                label="committed",
-            )
+            axis.plot(*zip(*committed, strict=True), color="grey", linestyle="--", label="committed")
         for path, counts in sorted(throughput["applied"].items()):
-            axis.step(
-                [t for t, _ in counts],
-                [n for _, n in counts],
-                where="post",
-                color=PATH_COLOURS.get(path),
-                label=f"applied via {path}",
-            )
+            axis.plot(*zip(*counts, strict=True), color=PATH_COLOURS.get(path), label=f"applied via {path}")
         for label, at in series[name].get("marks", {}).items():
             axis.axvline(at, color="grey", linestyle=":", linewidth=1)
             axis.annotate(
@@ -126,7 +113,7 @@ def _throughput(pyplot: Any, series: dict[str, dict]) -> Any:
         origin = "relay and projector ready" if name == "drain" else "the load started"
         axis.set_title(f"{name}: events per second")
         axis.set_xlabel(f"seconds since {origin}")
-        axis.set_ylabel("events/s")
+        axis.set_ylabel(f"events/s ({throughput['window_s']:.2g} s average)")
         axis.legend(fontsize=8)
         axis.grid(alpha=0.3)
     figure.tight_layout()

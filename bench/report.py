@@ -55,8 +55,9 @@ def summarize(
     summary["runs"] = mode.runs
     summary["spread"] = spread
     summary["targets"] = {
-        target.key: {"target": target.describe(), "met": target.met(summary.get(target.key))}
+        target.key: {"target": target.describe(), "met": target.met(summary[target.key])}
         for target in TARGETS
+        if target.key in summary  # measured (a scenario left out with --only has no row)
     }
     summary["machine"] = machine(loads)
     summary["environment"] = environment
@@ -116,12 +117,13 @@ def markdown(summary: dict[str, Any]) -> str:
     ]
     targets = summary["targets"]
     for key, label, unit, decimals in ROWS:
-        value = summary.get(key)
+        if key not in summary:
+            continue
+        value = summary[key]
         target = targets.get(key)
-        met = "" if target is None or target["met"] is None else ("yes" if target["met"] else "**no**")
-        row = (
-            f"| {label} | {_number(value, decimals)} {unit} | {target['target'] if target else ''} | {met} |"
-        )
+        met = "" if target is None else ("yes" if target["met"] else "**no**")
+        result = "n/a" if value is None else f"{_number(value, decimals)} {unit}"
+        row = f"| {label} | {result} | {target['target'] if target else ''} | {met} |"
         if full:
             spread = summary["spread"].get(key)
             row += (

@@ -72,9 +72,9 @@ class Target:
     bound: float
     at_least: bool  # True: the result must be >= bound; False: <= bound
 
-    def met(self, value: float | None) -> bool | None:
-        if value is None:
-            return None
+    def met(self, value: float | None) -> bool:
+        if value is None:  # not measured, or (outage) not recovered while measured
+            return False
         return value >= self.bound if self.at_least else value <= self.bound
 
     def describe(self) -> str:

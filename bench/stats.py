@@ -28,11 +28,19 @@ def percentiles_ms(seconds: Sequence[float]) -> dict[str, float | None]:
     }
 
 
-def median_and_spread(values: Sequence[float | None]) -> tuple[float | None, dict[str, float] | None]:
-    present = [v for v in values if v is not None]
-    if not present:
+def median_and_spread(
+    values: Sequence[float | None],
+) -> tuple[float | None, dict[str, float | None] | None]:
+    """Median, min and max over the runs. A run without a value (an outage not recovered while measured)
+    counts as the worst: the median is None when most runs have none."""
+    if all(v is None for v in values):
         return None, None
-    return statistics.median(present), {"min": min(present), "max": max(present)}
+    ranked = [math.inf if v is None else v for v in values]
+
+    def finite(value: float) -> float | None:
+        return None if math.isinf(value) else value
+
+    return finite(statistics.median(ranked)), {"min": finite(min(ranked)), "max": finite(max(ranked))}
 
 
 def _round(value: float | None, digits: int = 2) -> float | None:

@@ -3,6 +3,7 @@ series the plots draw."""
 
 from __future__ import annotations
 
+import bisect
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -85,26 +86,33 @@ def sleep_with_progress(context: Context, seconds: float, start: float, share: f
 
 def per_second(events: Sequence[AppliedEvent], origin: float) -> dict[str, Any]:
     """Events applied per second by path, and committed per second, in seconds since `origin`, from the
-    first event applied to the last: buckets of a sixtieth of that span (at least 0.1 s), empty ones too."""
+    first event applied to the last: a trailing one-second average (shorter for short spans), sampled 200
+    times. Averaged because a batch's events are applied in one statement, so the raw rate is all spikes."""
     if not events:
         return {"applied": {}, "committed": []}
     start = min(e.applied_at for e in events) - origin
     end = max(e.applied_at for e in events) - origin
-    width = max((end - start) / 60, 0.1)
-    buckets = int((end - start) / width) + 1
-    applied: dict[str, Counter[int]] = {}
-    committed: Counter[int] = Counter()
+    window = min(1.0, max((end - start) / 4, 0.05))
+    grid = [start + (end - start) * i / 199 for i in range(200)]
+    applied: dict[str, list[float]] = {}
     for event in events:
-        applied.setdefault(event.path, Counter())[int((event.applied_at - origin - start) / width)] += 1
-        if event.occurred_at - origin >= start:  # a drain's commits all came before
-            committed[int((event.occurred_at - origin - start) / width)] += 1
+        applied.setdefault(event.path, []).append(event.applied_at - origin)
+    committed = [e.occurred_at - origin for e in events]
 
-    def rates(counts: Counter[int]) -> list[tuple[float, float]]:
-        return [(round(start + i * width, 3), counts[i] / width) for i in range(buckets)]
+    def rates(moments: list[float]) -> list[tuple[float, float]]:
+        moments.sort()
+        return [
+            (
+                round(t, 3),
+                (bisect.bisect_right(moments, t) - bisect.bisect_right(moments, t - window)) / window,
+            )
+            for t in grid
+        ]
 
     return {
-        "applied": {path: rates(counts) for path, counts in applied.items()},
+        "applied": {path: rates(moments) for path, moments in applied.items()},
         "committed": rates(committed),
+        "window_s": window,
     }
 
 

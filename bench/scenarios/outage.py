@@ -1,14 +1,16 @@
 """Outage: steady load while the broker is stopped, on a private RabbitMQ node (the shared one is never
 touched); the relay and the projector are moved to that node (the next scenario moves them back).
 
-Timeline: load at 200 commands/s; after a baseline the node is stopped, stays down for the mode's outage,
-is started again ("back" = when it serves AMQP again); load goes on until every event committed more than a
-second ago is applied (or a cap), then a little longer, and stops.
+Timeline: load at 200 commands/s; after a baseline the node is stopped, stays down for the mode's outage
+and is started again ("back" = when it serves AMQP again). The load goes on until the lag has been normal
+for the mode's `outage_after_seconds` (or a cap), then stops.
 
-Normal lag is max(2 x the baseline's p99, 50 ms). The pipeline has recovered at the first event committed
-after the node was down from which one second of commits is all applied within normal lag;
-`outage_recovery_s` is the time from the broker being back to that event being applied (0 if that happened
-before it was back, e.g. through the replication path). The maximum lag is over every event of the scenario.
+Normal lag is max(2 x the baseline's p99, 50 ms). Commits from the moment the node is down are cut into
+one-second windows; a window is normal when its events' p90 lag is. Recovery is the start of the first
+window after which every window is normal, so a lag that rises again once the broker is back (paths
+handing over) counts as not recovered yet. `outage_recovery_s` is the time from the broker being back to
+that point (0 if it came earlier: the replication path kept the lag normal); None if the lag was still
+not normal when the load stopped. The maximum lag is over every event of the scenario.
 """
 
 from __future__ import annotations
@@ -32,9 +34,11 @@ from bench.settings import STEADY_RATE
 from bench.stats import percentile, percentiles_ms
 
 NORMAL_LAG_FLOOR_S = 0.050
-STABLE_WINDOW_S = 1.0  # of commits all within normal lag
-CAUGHT_UP_MARGIN_S = 1.0
+WINDOW_S = 1.0
+WINDOW_PERCENTILE = 90
+SETTLED_S = 2.0  # commits older than this are judged while the load runs (if all are applied by then)
 WARM_UP_S = 0.5  # the first commits of the baseline are left out of it
+MAX_POSITION = 2**63 - 1
 
 
 def outage(context: Context) -> ScenarioResult:
@@ -57,18 +61,16 @@ def outage(context: Context) -> ScenarioResult:
         start_requested_at = time.time()
         broker.start()
         back_at = time.time()
-        _until_caught_up(context, before, back_at)
-        sleep_with_progress(context, mode.outage_after_seconds, 0.8, 0.1, "after recovery")
+        normal = _normal_lag(readings.applied(before, MAX_POSITION), started_at, stop_requested_at)
+        _until_recovered(context, before, normal, stopped_at, back_at)
     finally:
         sent = load.stop()
     committed = readings.committed_after(before)
     wait_applied(context, before, committed.last_position, committed.count, detail="last events")
     events = readings.applied(before, committed.last_position)
-
-    baseline = [e.lag for e in events if started_at + WARM_UP_S <= e.occurred_at < stop_requested_at]
-    normal = max(2 * (percentile(baseline, 99) or 0.0), NORMAL_LAG_FLOOR_S)
     # From when the node is down: while `rabbitmqctl stop` runs, the broker still delivers for a while.
     recovered_at = recovery_point(events, normal, since=stopped_at)
+    baseline = _baseline(events, started_at, stop_requested_at)
     return ScenarioResult(
         metrics={
             "outage_recovery_s": None if recovered_at is None else round(max(recovered_at - back_at, 0.0), 3),
@@ -100,29 +102,41 @@ def outage(context: Context) -> ScenarioResult:
 
 
 def recovery_point(events: Sequence[AppliedEvent], normal: float, since: float) -> float | None:
-    """When the first event committed after `since` that starts a window of `STABLE_WINDOW_S` of commits
-    all applied within `normal` lag was applied (`events` in commit order); None if none does."""
-    later = [e for e in events if e.occurred_at >= since]
-    late_index = -1  # the last late event found so far: a window must start after it
-    for index, event in enumerate(later):
-        if index <= late_index:
-            continue
-        window_end = event.occurred_at + STABLE_WINDOW_S
-        for ahead in range(index, len(later)):
-            if later[ahead].occurred_at > window_end:
-                break
-            if later[ahead].lag > normal:
-                late_index = ahead
-        if late_index < index:
-            return event.applied_at
-    return None
+    """The start of the first one-second window of commits (from `since`) after which every window's p90
+    lag is within `normal`; None when the last window is not."""
+    windows: dict[int, list[float]] = {}
+    for event in events:
+        if event.occurred_at >= since:
+            windows.setdefault(int((event.occurred_at - since) / WINDOW_S), []).append(event.lag)
+    if not windows:
+        return None
+    late = [index for index, lags in windows.items() if (percentile(lags, WINDOW_PERCENTILE) or 0) > normal]
+    if max(late, default=-1) == max(windows):
+        return None
+    return since + (max(late, default=-1) + 1) * WINDOW_S
 
 
-def _until_caught_up(context: Context, before: int, back_at: float) -> None:
-    """Keeps the load going until every event committed more than a second ago is applied, or the cap."""
-    cap = context.mode.outage_max_recovery_seconds
-    while (waited := time.time() - back_at) < cap:
-        if context.readings.caught_up(before, time.time() - CAUGHT_UP_MARGIN_S):
-            return
-        context.progress.update(0.55 + 0.25 * waited / cap, f"broker back, catching up {waited:.0f} s")
-        time.sleep(0.25)
+def _baseline(events: Sequence[AppliedEvent], started_at: float, stop_requested_at: float) -> list[float]:
+    return [e.lag for e in events if started_at + WARM_UP_S <= e.occurred_at < stop_requested_at]
+
+
+def _normal_lag(events: Sequence[AppliedEvent], started_at: float, stop_requested_at: float) -> float:
+    return max(
+        2 * (percentile(_baseline(events, started_at, stop_requested_at), 99) or 0.0), NORMAL_LAG_FLOOR_S
+    )
+
+
+def _until_recovered(context: Context, before: int, normal: float, stopped_at: float, back_at: float) -> None:
+    """Keeps the load going until the lag has been normal for `outage_after_seconds` since the broker came
+    back, judged on commits old enough that they must be applied by now; or until the cap."""
+    mode, readings = context.mode, context.readings
+    while (waited := time.time() - back_at) < mode.outage_max_recovery_seconds:
+        settled = time.time() - SETTLED_S
+        if readings.caught_up(before, settled):
+            events = [e for e in readings.applied(before, MAX_POSITION) if e.occurred_at < settled]
+            recovered = recovery_point(events, normal, since=stopped_at)
+            if recovered is not None and settled - max(recovered, back_at) >= mode.outage_after_seconds:
+                return
+        share = 0.55 + 0.4 * waited / mode.outage_max_recovery_seconds
+        context.progress.update(share, f"broker back {waited:.0f} s, waiting for normal lag")
+        time.sleep(0.5)
