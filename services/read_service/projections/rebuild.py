@@ -70,13 +70,15 @@ class RebuildReport:
 
 def read_models_rebuild(
     *,
-    batch_size: int = 2000,
+    batch_size: int = 500,
     lock_timeout: float = 60.0,
     log_wait: float = 30.0,
     before_swap: Callable[[], None] | None = None,
 ) -> RebuildReport:
     """Rebuilds and swaps; raises `RebuildRefused` (live models untouched) when it cannot do so safely.
 
+    `batch_size`: events per build transaction (the projector's: every money event updates its currency's
+    totals row, and each update of a row already updated in the same transaction costs a little more);
     `lock_timeout`: how long to keep trying to take the swap's locks; `log_wait`: how long to wait for the log
     to receive events the projector has applied already; `before_swap`: called once the shadow is built."""
     if connection.in_atomic_block:

@@ -23,7 +23,7 @@ class Command(BaseCommand):
     help = "Rebuild the read models from the event log into shadow tables and swap them in."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--batch-size", type=int, default=2000, help="events per build transaction")
+        parser.add_argument("--batch-size", type=int, default=500, help="events per build transaction")
         parser.add_argument(
             "--lock-timeout", type=float, default=60.0, help="seconds to keep trying to take the swap's locks"
         )
