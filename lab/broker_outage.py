@@ -111,7 +111,7 @@ def run(lab: Lab, report: Report, client: Client, outage: float, interval: float
 
     commands = len(statuses)
     accepted = statuses.count(200)
-    changes = " -> ".join(f"{mode} ({at:.1f} s)" for at, mode in modes)
+    changes = " -> ".join([f"{mode_before} (before)", *(f"{mode} ({at:.1f} s)" for at, mode in modes[1:])])
     fallback_worked = "replication" in {mode for _, mode in modes} and by_path.get("replication", 0) > 0
     report.observed(
         [

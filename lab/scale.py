@@ -146,6 +146,12 @@ def run(lab: Lab, report: Report, second: SecondProjector, commands: int, hot: i
     watcher.join(timeout=5)
     parked, drained = _settled_pending_counters(lab, parked_before, drained_before)
     left_waiting = lab.read_rows("SELECT count(*) FROM pending_events")[0][0]
+    by_path = dict(
+        lab.read_rows(
+            "SELECT path, count(*) FROM applied_events WHERE aggregate_id = ANY(%s::uuid[]) GROUP BY path",
+            [[str(a) for a in accounts]],
+        )
+    )
     report.step("Checking every balance, version and statement against the write side.")
     checks = {str(a): _check(client, a, *truth[a]) for a in accounts}
     client.close()
@@ -163,6 +169,7 @@ def run(lab: Lab, report: Report, second: SecondProjector, commands: int, hot: i
             ("applied by the second projector", f"{by_second} (the running projector applied the rest)"),
             ("early arrivals parked", f"{parked} (second projector: {parked_by_second})"),
             ("parked events applied later", drained),
+            ("applied by path", ", ".join(f"{path}: {n}" for path, n in sorted(by_path.items()))),
             ("most waiting at one moment", most_waiting),
             ("still waiting at the end", left_waiting),
             ("balances, versions, statements", "all equal the write side" if correct else "WRONG"),
@@ -176,7 +183,7 @@ def run(lab: Lab, report: Report, second: SecondProjector, commands: int, hot: i
         "not in the queue. What breaks it is anything that skips that check (a handler writing outside\n"
         "apply_events, a second read model fed straight from the queue). What stalls it is a predecessor\n"
         "that never comes: its successors wait in pending_events (`python -m read_service projection_gaps`)\n"
-        "until the replicated events table fills the gap."
+        "until the replication fallback fills the gap from the replicated events table."
     )
     report.panels(
         [
@@ -195,6 +202,7 @@ def run(lab: Lab, report: Report, second: SecondProjector, commands: int, hot: i
             "parked": parked,
             "parked_by_second_projector": parked_by_second,
             "drained": drained,
+            "applied_by_path": by_path,
             "most_waiting": most_waiting,
             "left_waiting": left_waiting,
             "accounts": checks,
