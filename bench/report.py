@@ -21,6 +21,7 @@ ROWS = (
     ("drain_events_per_s", "drain", "events/s", 0),
     ("sustained_events_per_s", "sustained, end to end", "events/s", 0),
     ("sustained_lag_p99_ms", "sustained, lag p99", "ms", 1),
+    ("steady_commands_per_s", "steady, commands sent (asked: 200/s)", "/s", 0),
     ("steady_lag_p50_ms", "steady 200/s, lag p50", "ms", 1),
     ("steady_lag_p95_ms", "steady 200/s, lag p95", "ms", 1),
     ("steady_lag_p99_ms", "steady 200/s, lag p99", "ms", 1),
@@ -132,7 +133,7 @@ def markdown(summary: dict[str, Any]) -> str:
                 else " |"
             )
         lines.append(row)
-    lines += ["", _settings_line(summary), ""]
+    lines += ["", _settings_line(summary), *_path_lines(summary), ""]
     return "\n".join(lines)
 
 
@@ -167,6 +168,27 @@ def _settings_line(summary: dict[str, Any]) -> str:
         f" steady {settings['steady_seconds']:g} s, wrk {settings['http_seconds']} s each,"
         f" broker down {settings['outage_seconds']:g} s. Lag = applied_at - occurred_at in the read database."
     )
+
+
+def _path_lines(summary: dict[str, Any]) -> list[str]:
+    """Which path applied the events of each scenario (the projector falls back to the replicated table)."""
+    shares = []
+    for name, runs in summary["scenarios"].items():
+        counts: dict[str, int] = {}
+        for run in runs:
+            for path, count in run.get("paths", {}).items():
+                counts[path] = counts.get(path, 0) + count
+        total = sum(counts.values())
+        if total:
+            shares.append(name + " " + ", ".join(f"{n / total:.0%} {p}" for p, n in sorted(counts.items())))
+    streaming = summary["environment"].get("replication_streaming_at_start")
+    return [
+        "",
+        "Events applied by path: "
+        + "; ".join(shares)
+        + "."
+        + ("" if streaming else " The replication stream was not running at the start."),
+    ]
 
 
 def _number(value: float | None, decimals: int) -> str:

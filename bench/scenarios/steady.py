@@ -39,6 +39,7 @@ def steady(context: Context) -> ScenarioResult:
             "steady_lag_p50_ms": lag["p50"],
             "steady_lag_p95_ms": lag["p95"],
             "steady_lag_p99_ms": lag["p99"],
+            "steady_commands_per_s": round(sent.sent / sent.seconds, 1),
         },
         details={"events": len(events), "lag_ms": lag, "paths": paths(events), **load_details(sent)},
         series={"lag": lag_points(events, started_at)},
