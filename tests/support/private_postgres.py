@@ -67,7 +67,7 @@ class PrivatePostgres:
 
     def restart(self) -> None:
         """A fast restart (sessions are terminated, as by `pg_ctlcluster ... restart`)."""
-        self._pg_ctl("-m", "fast", "-w", "restart")
+        self._pg_ctl("-l", str(self.root / "log"), "-m", "fast", "-w", "restart")
 
     def stop(self) -> None:
         self._pg_ctl("-m", "fast", "-w", "stop")
