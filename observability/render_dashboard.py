@@ -278,7 +278,7 @@ def _draw_thresholds(ax: Axes, panel: dict, unit: str) -> None:
     off_scale = []
     for value, color in _threshold_steps(panel):
         if value <= top * 2:
-            ax.axhline(value, color=color, linestyle="--", linewidth=1.1)
+            ax.axhline(value, color=color, linestyle="--", linewidth=1.1, zorder=1.5)  # under the data
             top = max(top, value * 1.1)
         else:
             off_scale.append(format_value(value, unit))

@@ -1,13 +1,14 @@
 """Observability of the running system: a real Prometheus scrapes the four processes and RabbitMQ.
 
-The four processes are started as `make run` starts them (observability/live_system.py), commands are driven
-through the write API, and then through Prometheus's HTTP API every dashboard expression and every metric the
-alerts read must return data. Some expressions only have data when something goes wrong; CAUSED names each,
-with what the drive does to cause it for real, and the caused value must be above 0. Alerts need their
-condition to last minutes: their thresholds are tested by promtool (observability/prometheus/tests), and here
-the conditions the drive causes must show in the alert's expression while the healthy ones stay quiet
-(NOT_CAUSED says why each other alert is not caused). Last, one command's correlation id is followed through
-the logs of write-service, relay and projector.
+The four processes are started as `make run` starts them (observability/live_system.py) on a RabbitMQ node of
+their own with the rabbitmq_prometheus plugin, which the test stops for a while. Commands are driven through
+the write API, and then through Prometheus's HTTP API every dashboard expression and every metric the alerts
+read must return data. Some expressions only have data when something goes wrong; CAUSED names each, with
+what the drive does to cause it for real, and the caused value must be above 0. Alerts need their condition
+to last minutes: their thresholds are tested by promtool (observability/prometheus/tests); here the
+conditions the drive causes must show in the alert's expression, and the healthy ones stay quiet
+(NOT_CAUSED says why each other alert is not caused). Last, one command's correlation id is followed
+through the logs of write-service, relay and projector.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from urllib.parse import urlparse
 
 import pika
 import psycopg2
@@ -53,6 +53,8 @@ CAUSED = {
 CAUSED_ALERTS = {
     "EventsDeadLettered": "the unparseable messages above",
     "DeadLetterQueueNotEmpty": "the unparseable messages wait in read-service.projector.dlq",
+    "ProjectionOnFallbackPath": "the RabbitMQ node is stopped: the projector follows the replicated events",
+    "ServiceDown": "the same stopped node does not answer its scrape",
 }
 # Alerts whose condition is not caused here, and why; promtool's unit tests make each of them fire.
 NOT_CAUSED = {
@@ -61,11 +63,8 @@ NOT_CAUSED = {
     "EndToEndLagHigh": "needs a p99 commit-to-read-DB lag over 1 s for 5 minutes",
     "ProjectorDown": "needs the projector down, which the later tests of this module need running",
     "ProjectorStalled": "needs the projector applying nothing while events wait, for 5 minutes",
-    "ProjectionOnFallbackPath": "needs the projector on the replication path; the projector consumes only"
-    " RabbitMQ, and cqrs_projection_mode{path='replication'} stays 0 (checked below)",
     "ReplicationSlotRetainingWal": "needs 256 MiB of WAL held for a subscription that stopped consuming",
     "ReplicationSlotNearLimit": "needs 768 MiB of WAL held for a subscription that stopped consuming",
-    "ServiceDown": "needs a web service, the relay or RabbitMQ down, which the other tests need running",
     "ApiErrorRateHigh": "needs 5 % of a service's responses to be 5xx for 5 minutes",
 }
 QUIET = ("ProjectorDown", "ProjectionOnFallbackPath", "ServiceDown", "OutboxEventTooOld")
@@ -76,13 +75,6 @@ WRITE_DATABASE_URL = os.environ.get(
 READ_DATABASE_URL = os.environ.get(
     "READ_DATABASE_URL", "postgres://cqrs_read:cqrs_read@127.0.0.1:5434/cqrs_read_test"
 )
-WRITE_RABBITMQ_URL = os.environ.get(
-    "TEST_WRITE_RABBITMQ_URL", "amqp://write-service:write-service@127.0.0.1:5672/cqrs_test"
-)
-READ_RABBITMQ_URL = os.environ.get(
-    "TEST_READ_RABBITMQ_URL", "amqp://read-service:read-service@127.0.0.1:5672/cqrs_test"
-)
-RABBITMQ_PROMETHEUS = os.environ.get("RABBITMQ_PROMETHEUS_ADDRESS", "127.0.0.1:15692")
 
 
 def _wait_for(check: Callable[[], object], what: str, timeout: float = 30.0) -> None:
@@ -102,7 +94,16 @@ def _replication_slots() -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def system(tmp_path_factory) -> Iterator:
+def broker() -> Iterator:
+    """A RabbitMQ node of this module's own, with its metrics plugin: the test stops it for a while."""
+    node = live_system.private_broker_with_metrics()
+    node.start()
+    yield node
+    node.destroy()
+
+
+@pytest.fixture(scope="module")
+def system(tmp_path_factory, broker) -> Iterator:
     if not _replication_slots():
         pytest.fail(
             "the write database has no replication slot, so the replication panels have no data:"
@@ -111,10 +112,10 @@ def system(tmp_path_factory) -> Iterator:
     environment = live_system.Environment(
         write_database_url=WRITE_DATABASE_URL,
         read_database_url=READ_DATABASE_URL,
-        write_broker_url=WRITE_RABBITMQ_URL,
-        read_broker_url=READ_RABBITMQ_URL,
-        rabbitmq_metrics=RABBITMQ_PROMETHEUS,
-        vhost=urlparse(READ_RABBITMQ_URL).path.lstrip("/"),
+        write_broker_url=broker.url,
+        read_broker_url=broker.url,
+        rabbitmq_metrics=broker.metrics_address,
+        vhost="/",
     )
     system = live_system.LiveSystem(tmp_path_factory.mktemp("observability"), environment, debug_logs=True)
     try:
@@ -209,8 +210,8 @@ def _cause_server_errors(system) -> list[requests.Response]:
     return [first, _read_on_a_terminated_session(system)]
 
 
-def _publish(body: bytes, message_id: str, event_type: str, correlation_id: str) -> None:
-    connection = pika.BlockingConnection(pika.URLParameters(WRITE_RABBITMQ_URL))
+def _publish(broker_url: str, body: bytes, message_id: str, event_type: str, correlation_id: str) -> None:
+    connection = pika.BlockingConnection(pika.URLParameters(broker_url))
     try:
         channel = connection.channel()
         channel.confirm_delivery()
@@ -232,16 +233,14 @@ def _publish(body: bytes, message_id: str, event_type: str, correlation_id: str)
         connection.close()
 
 
-def _dead_letter_twice(system) -> list[str]:
+def _dead_letter_twice(system, broker_url: str) -> None:
     """Two unparseable messages, the second once Prometheus has the first (see _cause_server_errors)."""
-    poison = [str(uuid.uuid4()), str(uuid.uuid4())]
-    _publish(b"{not json", poison[0], "MoneyDeposited", "obs-poison")
+    _publish(broker_url, b"{not json", str(uuid.uuid4()), "MoneyDeposited", "obs-poison")
     _wait_for(lambda: system.query("cqrs_events_dead_lettered_total"), "the dead letter in Prometheus", 60)
-    _publish(b"{not json", poison[1], "MoneyDeposited", "obs-poison")
-    return poison
+    _publish(broker_url, b"{not json", str(uuid.uuid4()), "MoneyDeposited", "obs-poison")
 
 
-def _redeliver_an_applied_event(account_id: str) -> None:
+def _redeliver_an_applied_event(broker_url: str, account_id: str) -> None:
     """Publish an event the projector already applied: it must be counted as a duplicate."""
     with psycopg2.connect(WRITE_DATABASE_URL) as connection, connection.cursor() as cursor:
         cursor.execute(
@@ -258,29 +257,36 @@ def _redeliver_an_applied_event(account_id: str) -> None:
     )
     event["event_id"], event["aggregate_id"] = str(event["event_id"]), str(event["aggregate_id"])
     event["occurred_at"] = event["occurred_at"].isoformat().replace("+00:00", "Z")
-    _publish(
-        json.dumps(event).encode(), event["event_id"], event["type"], event["correlation_id"] or "redelivery"
-    )
+    correlation_id = event["correlation_id"] or "redelivery"
+    _publish(broker_url, json.dumps(event).encode(), event["event_id"], event["type"], correlation_id)
 
 
-def _remove_from_dead_letter_queue(message_ids: list[str]) -> None:
-    """Take this test's poison messages back out of the DLQ, leaving every other message where it was."""
-    connection = pika.BlockingConnection(pika.URLParameters(READ_RABBITMQ_URL))
+def _broker_outage(system, broker) -> dict[str, list[dict]]:
+    """Stops the RabbitMQ node until Prometheus sees what that causes, with a command committed meanwhile,
+    and starts it again. Returns what the alert expressions answered during the outage."""
+    rules = {rule["alert"]: rule["expr"] for rule in alert_rules()}
+    broker.stop()
     try:
-        channel = connection.channel()
-        held = []
-        while True:
-            method, properties, _body = channel.basic_get("read-service.projector.dlq", auto_ack=False)
-            if method is None:
-                break
-            if properties.message_id in message_ids:
-                channel.basic_ack(method.delivery_tag)
-            else:
-                held.append(method.delivery_tag)
-        for tag in held:
-            channel.basic_nack(tag, requeue=True)
+        opened = _command(system, "/api/accounts", {"owner": "obs-during-outage"})
+        assert opened.status_code == 201, opened.text  # commands wait in the outbox
+        account = opened.json()["account_id"]
+        answer = requests.get(  # the projector brings it from the replicated events table
+            f"{system.url('read-service')}/api/accounts/{account}", params={"min_version": 1}, timeout=15
+        )
+        assert answer.status_code == 200, answer.text
+        expected = {
+            "ProjectionOnFallbackPath": rules["ProjectionOnFallbackPath"],
+            "ServiceDown": rules["ServiceDown"],
+            "applied through replication": 'sum(cqrs_events_applied_total{path="replication"}) > 0',
+        }
+        for name, promql in expected.items():
+            _wait_for(lambda q=promql: system.query(q), f"{name} in Prometheus")
+        seen = {name: system.query(promql) for name, promql in expected.items()}
     finally:
-        connection.close()
+        broker.start()
+    _wait_for(lambda: system.query('up{job="rabbitmq"} == 1'), "RabbitMQ scraped again", 60)
+    _wait_for(lambda: system.query('cqrs_projection_mode{path="broker"} == 1'), "the broker path again", 60)
+    return seen
 
 
 @dataclass
@@ -288,6 +294,7 @@ class Driven:
     system: live_system.LiveSystem
     server_errors: list[requests.Response]
     caused: dict[str, float] = field(default_factory=dict)  # CAUSED expression -> its highest value seen
+    during_outage: dict[str, list[dict]] = field(default_factory=dict)  # alert -> its expression's answer
 
     def query(self, promql: str) -> list[dict]:
         return self.system.query(promql)
@@ -303,15 +310,16 @@ def _highest_value(system, promql: str, timeout: float = 30.0) -> float:
 
 
 @pytest.fixture(scope="module")
-def driven(system) -> Iterator[Driven]:
+def driven(system, broker) -> Driven:
     accounts = _drive_commands(system)
-    poison = _dead_letter_twice(system)
-    _redeliver_an_applied_event(accounts[0])
+    _dead_letter_twice(system, broker.url)
+    _redeliver_an_applied_event(broker.url, accounts[0])
     drive = Driven(system, _cause_server_errors(system))
     # The caused conditions, read at once: each rate holds them for RATE_INTERVAL only.
     expressions = {e.source: e.promql for e in dashboard_expressions(rate_interval=RATE_INTERVAL)}
     for source in CAUSED:
         drive.caused[source] = _highest_value(system, expressions[source])
+    drive.during_outage = _broker_outage(system, broker)
     # Wait until Prometheus holds the rest of what the drive caused (rabbitmq_prometheus refreshes every 5 s).
     _wait_for(lambda: system.query("cqrs_events_duplicate_total > 0"), "the duplicate in Prometheus", 60)
     _wait_for(
@@ -319,9 +327,7 @@ def driven(system) -> Iterator[Driven]:
         "the dead-letter queue's depth in Prometheus",
         60,
     )
-    _wait_for(lambda: system.query('cqrs_projection_mode{path="broker"} == 1'), "the projection mode", 30)
-    yield drive
-    _remove_from_dead_letter_queue(poison)
+    return drive
 
 
 def _still_empty(driven: Driven, queries: dict[str, str], timeout: float = 20.0) -> list[str]:
@@ -379,8 +385,11 @@ def test_caused_conditions_fire_their_alert_expressions(driven):
     assert {series["metric"]["reason"] for series in dead_lettered}
     dlq = driven.query(rules["DeadLetterQueueNotEmpty"])
     assert [series["metric"]["queue"] for series in dlq] == ["read-service.projector.dlq"]
-    assert set(CAUSED_ALERTS) == {"EventsDeadLettered", "DeadLetterQueueNotEmpty"}
-    # And the healthy ones stay quiet.
+    # During the outage: the fallback path, and RabbitMQ (only RabbitMQ) down.
+    assert driven.during_outage["ProjectionOnFallbackPath"]
+    assert [series["metric"]["job"] for series in driven.during_outage["ServiceDown"]] == ["rabbitmq"]
+    assert driven.during_outage["applied through replication"]
+    # And once RabbitMQ is back, the healthy ones are quiet.
     for quiet in QUIET:
         assert driven.query(rules[quiet]) == [], quiet
 
