@@ -49,6 +49,7 @@ class Run:
     started: float
     ended: float = 0.0
     annotations: list[Annotation] = field(default_factory=list)
+    note: str = ""  # the machine it ran on: lags depend on it
 
 
 class Traffic(threading.Thread):
@@ -152,6 +153,7 @@ def drive(system: live_system.LiveSystem, node: PrivateRabbitMQ, scrape_interval
         traffic.join(timeout=15)
     time.sleep(3 * scrape_interval)  # the last scrapes and rule evaluations
     run.ended = time.time()
+    run.note = f"Load average {os.getloadavg()[1]:.1f} over the last 5 minutes, {os.cpu_count()} CPUs."
     print(f"demo: {traffic.failures} commands failed with a 5xx or no answer")
     return run
 

@@ -310,6 +310,7 @@ def render(
     output: Path,
     dashboard: str = "cqrs-pipeline",
     annotations: list[Annotation] | None = None,
+    note: str = "",
 ) -> Path:
     board = json.loads((DASHBOARDS / f"{dashboard}.json").read_text())
     panels = board["panels"]
@@ -329,14 +330,14 @@ def render(
             draw_stat(fig, panel, grid, series)
         else:
             draw_timeseries(fig, panel, grid, series, annotations)
-    _header(fig, board, window, annotations)
+    _header(fig, board, window, annotations, note)
     output.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(output, dpi=100, facecolor=BACKGROUND)
     plt.close(fig)
     return output
 
 
-def _header(fig: Figure, board: dict, window: Window, annotations: list[Annotation]) -> None:
+def _header(fig: Figure, board: dict, window: Window, annotations: list[Annotation], note: str) -> None:
     start = datetime.fromtimestamp(window.start, UTC).strftime("%Y-%m-%d %H:%M:%S")
     end = datetime.fromtimestamp(window.end, UTC).strftime("%H:%M:%S UTC")
     fig.text(0.006, 0.993, board["title"], color=TEXT, fontsize=17, weight="bold", va="top")
@@ -344,7 +345,7 @@ def _header(fig: Figure, board: dict, window: Window, annotations: list[Annotati
         0.006,
         0.978,
         f"Rendered from Prometheus's range queries, {start} to {end}; step {window.step:g} s, "
-        f"$__rate_interval {window.rate_interval}, every variable at All.",
+        f"$__rate_interval {window.rate_interval}, every variable at All. {note}",
         color=DIM,
         fontsize=9.5,
         va="top",
@@ -375,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
 
         with demo_scenario.running(scrape_interval=args.scrape_interval) as run:
             window = Window(run.started, run.ended, args.scrape_interval, args.scrape_interval)
-            output = render(run.prometheus, window, args.output, args.dashboard, run.annotations)
+            output = render(run.prometheus, window, args.output, args.dashboard, run.annotations, run.note)
     else:
         end = time.time()
         window = Window(end - args.minutes * 60, end, args.scrape_interval, args.scrape_interval)
