@@ -34,10 +34,10 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
 
     lab = Lab.from_env()
-    node = lab.rabbitmq_node or "the default node of this machine (set LAB_RABBITMQ_NODE to choose)"
+    node = lab.rabbitmq_node or "this machine's default node; LAB_RABBITMQ_NODE names another"
     if not (args.yes or os.environ.get(ALLOW_VARIABLE) == "1"):
         print(
-            f"WARNING: this experiment stops RabbitMQ ({node}) for {args.outage_seconds:g} s with\n"
+            f"WARNING: this experiment stops RabbitMQ ({node})\nfor {args.outage_seconds:g} s with "
             "`rabbitmqctl stop_app` and starts it again. Every application using that broker loses it\n"
             f"meanwhile. Run it only on a broker of your own; to go ahead, add --yes (make experiment\n"
             f'NAME=broker-outage ARGS="--yes") or set {ALLOW_VARIABLE}=1.'
@@ -58,9 +58,13 @@ def run(lab: Lab, report: Report, client: Client, outage: float, interval: float
     for account_id, version in accounts:
         client.read_fresh(account_id, version)
     first_version = {account_id: version for account_id, version in accounts}
-    mode_before = client.projection()["mode"]
+    projection = client.projection()
+    mode_before = projection["mode"]
+    stream = (projection.get("replication") or {}).get("status", "not reported")
     duplicates_before = _duplicates(lab)
-    report.step(f"Two accounts opened and projected; /api/projection mode is {mode_before!r}.")
+    report.step(
+        f"Two accounts opened and projected; /api/projection: mode {mode_before!r}, replication {stream!r}."
+    )
 
     report.step("rabbitmqctl stop_app")
     _rabbitmqctl(lab, "stop_app")
@@ -141,7 +145,8 @@ def run(lab: Lab, report: Report, client: Client, outage: float, interval: float
         report.explain(
             "The projection did not switch to the replication path here: the events waited in the\n"
             "outbox (the write side kept accepting commands) and reached the read side through RabbitMQ\n"
-            "once it was back. Nothing was lost, but reads were stale for the whole outage."
+            "once it was back. Nothing was lost, but reads were stale for the whole outage. Is the\n"
+            "replication stream running? `python -m read_service replication_status` tells."
         )
     report.panels(
         [
@@ -164,6 +169,7 @@ def run(lab: Lab, report: Report, client: Client, outage: float, interval: float
             "caught_up_seconds": None if converged_after is None else round(converged_after, 2),
             "applied_by_path": by_path,
             "fallback_used": fallback_worked,
+            "replication_before": stream,
             "broker_duplicates": duplicates,
             "consistent": consistent,
         }
