@@ -5,6 +5,7 @@ from __future__ import annotations
 from uuid import UUID
 
 import psycopg2
+import pytest
 import requests
 
 from tests.e2e.conftest import System
@@ -27,6 +28,7 @@ def test_without_consent_it_warns_and_stops_nothing(
     assert not system_on_private_broker.processes["relay"].logged("broker_connection_failed")
 
 
+@pytest.mark.slow
 def test_it_reports_the_outage_as_the_system_lived_it(
     system_on_private_broker: System, private_broker: PrivateRabbitMQ, http: requests.Session
 ) -> None:

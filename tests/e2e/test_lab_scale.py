@@ -7,12 +7,14 @@ from decimal import Decimal
 from uuid import UUID
 
 import psycopg2
+import pytest
 import requests
 
 from tests.e2e.conftest import System
 from tests.e2e.lab_experiments import run_experiment
 
 
+@pytest.mark.slow
 def test_it_counts_the_early_arrivals_of_two_competing_projectors(
     system: System, http: requests.Session
 ) -> None:
