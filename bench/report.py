@@ -21,7 +21,7 @@ ROWS = (
     ("drain_events_per_s", "drain", "events/s", 0),
     ("sustained_events_per_s", "sustained, end to end", "events/s", 0),
     ("sustained_lag_p99_ms", "sustained, lag p99", "ms", 1),
-    ("steady_commands_per_s", "steady, commands sent (asked: 200/s)", "/s", 0),
+    ("steady_commands_per_s", "steady, rate reached (asked: 200/s)", "commands/s", 0),
     ("steady_lag_p50_ms", "steady 200/s, lag p50", "ms", 1),
     ("steady_lag_p95_ms", "steady 200/s, lag p95", "ms", 1),
     ("steady_lag_p99_ms", "steady 200/s, lag p99", "ms", 1),
@@ -182,13 +182,10 @@ def _path_lines(summary: dict[str, Any]) -> list[str]:
         if total:
             shares.append(name + " " + ", ".join(f"{n / total:.0%} {p}" for p, n in sorted(counts.items())))
     streaming = summary["environment"].get("replication_streaming_at_start")
-    return [
-        "",
-        "Events applied by path: "
-        + "; ".join(shares)
-        + "."
-        + ("" if streaming else " The replication stream was not running at the start."),
-    ]
+    lines = ["", "Events applied by path: " + "; ".join(shares) + "."] if shares else []
+    if not streaming:
+        lines += ["", "The replication stream into the read database was not running at the start."]
+    return lines
 
 
 def _number(value: float | None, decimals: int) -> str:
