@@ -46,6 +46,7 @@ SCRATCH = ("pending_events", "projector_state", "dead_letters")
 # What the projector writes: held EXCLUSIVE (reads go on) from the last catch-up to the swap.
 PROJECTOR_TABLES = (*SWAPPED, "pending_events", "projector_state")
 REBUILD_LOCK = "cqrs-lab:read_models_rebuild"
+CATCH_UP_BATCH = 2000
 LOCK_WAIT = "200ms"  # below deadlock_timeout (1s by default)
 LOCK_NOT_AVAILABLE = "55P03"
 
@@ -147,9 +148,9 @@ class _Build:
                      WHERE NOT EXISTS (SELECT FROM applied_events a WHERE a.event_id = e.event_id)
                        AND NOT EXISTS (SELECT FROM pending_events p WHERE p.event_id = e.event_id)
                        AND e.event_id <> ALL(%s::uuid[])
-                     ORDER BY e.position
+                     ORDER BY e.position LIMIT %s
                     """,
-                    [[str(event_id) for event_id in self.refused]],
+                    [[str(event_id) for event_id in self.refused], CATCH_UP_BATCH],
                 )
                 rows = cursor.fetchall()
                 progressed = self.apply(rows) if rows else 0
@@ -165,7 +166,7 @@ class _Build:
             except (InvalidEvent, ValueError) as exc:
                 self.refused.add(row[1] if isinstance(row[1], UUID) else UUID(str(row[1])))
                 self.report.unreadable.append(str(row[1]))
-                log.warning("event_unreadable", event_id=str(row[1]), position=row[0], error=str(exc))
+                log.warning("unreadable_event_skipped", event_id=str(row[1]), position=row[0], error=str(exc))
         outcome = apply_events(events, path=REPLICATION)
         for failure in outcome.failed:
             self.refused.add(failure.event.event_id)
@@ -358,7 +359,7 @@ def _shadow_drop() -> None:
         with connection.cursor() as cursor:
             cursor.execute(f"DROP SCHEMA IF EXISTS {SHADOW} CASCADE")
     except DatabaseError as exc:  # the next rebuild drops it first; keep the error that brought us here
-        log.warning("rebuild_shadow_not_dropped", schema=SHADOW, error=str(exc))
+        log.warning("rebuild_shadow_drop_failed", schema=SHADOW, error=str(exc))
 
 
 @contextmanager

@@ -122,7 +122,7 @@ def _slot(publisher_dsn: str | None, slot: str | None) -> tuple[str | None, bool
             cursor.execute("SELECT wal_status, active FROM pg_replication_slots WHERE slot_name = %s", [slot])
             row = cursor.fetchone()
     except psycopg2.Error as exc:
-        log.warning("publisher_unreachable", error=str(exc).strip())
+        log.warning("publisher_connection_failed", error=str(exc).strip())
         return None, None, None
     if row is None:
         return None, None, f"replication slot {slot} missing on the publisher"
@@ -202,7 +202,7 @@ def _drop(cursor: Any, name: str, slot: str | None, conninfo: str) -> bool:
         except psycopg2.errors.ObjectInUse:
             time.sleep(0.2 * attempt)
         except psycopg2.OperationalError as exc:  # the publisher cannot be reached: keep the slot there
-            log.warning("publisher_unreachable", subscription=name, error=str(exc).strip())
+            log.warning("publisher_connection_failed", subscription=name, error=str(exc).strip())
             break
     cursor.execute(sql.SQL("ALTER SUBSCRIPTION {} SET (slot_name = NONE)").format(sql.Identifier(name)))
     cursor.execute(sql.SQL("DROP SUBSCRIPTION {}").format(sql.Identifier(name)))
@@ -221,7 +221,7 @@ def _drop_slot(conninfo: str, slot: str) -> bool:
             )
         return True
     except psycopg2.Error as exc:
-        log.warning("replication_slot_not_dropped", slot=slot, error=str(exc).strip())
+        log.warning("replication_slot_drop_failed", slot=slot, error=str(exc).strip())
         return False
 
 

@@ -6,7 +6,9 @@ wrong is no result).
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -14,7 +16,17 @@ from read_service.projections.rebuild import read_models_rebuild
 from read_service.projections.verify import read_models_verify
 from tests.integration.read.replica_log import ReplicaLog, ledger, replica_log_fixture  # noqa: F401
 
-pytestmark = pytest.mark.bench
+pytestmark = [pytest.mark.bench, pytest.mark.timeout(1800)]
+
+
+@pytest.fixture(autouse=True)
+def _quiet_apply_step() -> Iterator[None]:
+    """One line per applied batch is the projector's business; here it would bury the numbers."""
+    logger = logging.getLogger("read_service.projections.apply")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    yield
+    logger.setLevel(level)
 
 
 @pytest.mark.parametrize("moves", [10_000, 100_000], ids=["10k", "100k"])

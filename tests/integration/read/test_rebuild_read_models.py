@@ -233,6 +233,22 @@ def test_a_rebuild_that_would_lose_an_applied_event_changes_nothing(replica_log:
     assert not _shadow_exists()
 
 
+def test_a_row_that_is_no_event_stops_its_account_as_the_projector_would(replica_log: ReplicaLog) -> None:
+    frozen = LoggedAccount("frozen")
+    opened, unknown, deposited = frozen.opened(), frozen.next("AccountFrozen"), frozen.deposited("1.00")
+    replica_log.append([opened, unknown, deposited])
+    project([opened])  # the projector dead-lettered the unknown type; the deposit waits behind it
+
+    report = read_models_rebuild()
+
+    assert (report.unreadable, report.parked) == ([str(unknown.event_id)], 1)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT version FROM account_view")
+        assert cursor.fetchall() == [(1,)]
+        cursor.execute("SELECT aggregate_id, version FROM pending_events")
+        assert cursor.fetchall() == [(frozen.account_id, 3)]
+
+
 def test_a_rebuild_waits_for_the_log_only_so_long(replica_log: ReplicaLog) -> None:
     events = ledger(accounts=5, moves=30)
     replica_log.append(events[:-1])  # the last event never reaches the log
