@@ -364,9 +364,15 @@ def _shadow_drop() -> None:
 
 @contextmanager
 def _in_shadow() -> Iterator[Any]:
-    """A transaction whose unqualified table names are the shadow tables, and only those."""
+    """A transaction whose unqualified table names are the shadow tables, and only those.
+
+    On its own (not inside the swap) it commits without waiting for the WAL flush: a crash loses the shadow,
+    never the live models, and the rebuild starts over."""
+    on_its_own = not connection.in_atomic_block
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(f"SET LOCAL search_path TO {SHADOW}")
+        if on_its_own:
+            cursor.execute("SET LOCAL synchronous_commit = off")
         yield cursor
 
 
