@@ -7,14 +7,15 @@ for the mode's `outage_after_seconds` (or a cap), then stops.
 
 Normal lag is max(2 x the baseline's p99, 50 ms). Commits from the moment the node is down are cut into
 one-second windows; a window is normal when its events' p90 lag is. Recovery is the start of the first
-window after which every window is normal, so a lag that rises again once the broker is back (paths
-handing over) counts as not recovered yet. `outage_recovery_s` is the time from the broker being back to
+window after which every window is normal (up to the commits judged while the load ran), so a lag that
+rises again once the broker is back (paths handing over) counts as not recovered yet. `outage_recovery_s` is the time from the broker being back to
 that point (0 if it came earlier: the replication path kept the lag normal); None if the lag was still
 not normal when the load stopped. The maximum lag is over every event of the scenario.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 
@@ -62,14 +63,17 @@ def outage(context: Context) -> ScenarioResult:
         broker.start()
         back_at = time.time()
         normal = _normal_lag(readings.applied(before, MAX_POSITION), started_at, stop_requested_at)
-        _until_recovered(context, before, normal, stopped_at, back_at)
+        judged_until = _until_recovered(context, before, normal, stopped_at, back_at)
     finally:
         sent = load.stop()
     committed = readings.committed_after(before)
     wait_applied(context, before, committed.last_position, committed.count, detail="last events")
     events = readings.applied(before, committed.last_position)
-    # From when the node is down: while `rabbitmqctl stop` runs, the broker still delivers for a while.
-    recovered_at = recovery_point(events, normal, since=stopped_at)
+    # From when the node is down (while `rabbitmqctl stop` runs, the broker still delivers for a while) to
+    # the commits judged while the load ran: the last moments of the load are not part of the outage.
+    recovered_at = recovery_point(
+        [e for e in events if e.occurred_at < judged_until], normal, since=stopped_at
+    )
     baseline = _baseline(events, started_at, stop_requested_at)
     return ScenarioResult(
         metrics={
@@ -126,9 +130,12 @@ def _normal_lag(events: Sequence[AppliedEvent], started_at: float, stop_requeste
     )
 
 
-def _until_recovered(context: Context, before: int, normal: float, stopped_at: float, back_at: float) -> None:
+def _until_recovered(
+    context: Context, before: int, normal: float, stopped_at: float, back_at: float
+) -> float:
     """Keeps the load going until the lag has been normal for `outage_after_seconds` since the broker came
-    back, judged on commits old enough that they must be applied by now; or until the cap."""
+    back, judged on commits old enough that they must be applied by now, or until the cap; returns the
+    commit time up to which it judged (every commit, if the cap was reached)."""
     mode, readings = context.mode, context.readings
     while (waited := time.time() - back_at) < mode.outage_max_recovery_seconds:
         settled = time.time() - SETTLED_S
@@ -136,7 +143,8 @@ def _until_recovered(context: Context, before: int, normal: float, stopped_at: f
             events = [e for e in readings.applied(before, MAX_POSITION) if e.occurred_at < settled]
             recovered = recovery_point(events, normal, since=stopped_at)
             if recovered is not None and settled - max(recovered, back_at) >= mode.outage_after_seconds:
-                return
+                return settled
         share = 0.55 + 0.4 * waited / mode.outage_max_recovery_seconds
         context.progress.update(share, f"broker back {waited:.0f} s, waiting for normal lag")
         time.sleep(0.5)
+    return math.inf
