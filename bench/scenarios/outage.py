@@ -8,9 +8,10 @@ for the mode's `outage_after_seconds` (or a cap), then stops.
 Normal lag is max(2 x the baseline's p99, 50 ms). Commits from the moment the node is down are cut into
 one-second windows; a window is normal when its events' p90 lag is. Recovery is the start of the first
 window after which every window is normal (up to the commits judged while the load ran), so a lag that
-rises again once the broker is back (paths handing over) counts as not recovered yet. `outage_recovery_s` is the time from the broker being back to
-that point (0 if it came earlier: the replication path kept the lag normal); None if the lag was still
-not normal when the load stopped. The maximum lag is over every event of the scenario.
+rises again once the broker is back (paths handing over) counts as not recovered yet.
+`outage_recovery_s` is the time from the broker being back to that point (0 if it came earlier: the
+replication path kept the lag normal); None if the lag was still not normal when the load stopped. The
+maximum lag is over every event of the scenario.
 """
 
 from __future__ import annotations
