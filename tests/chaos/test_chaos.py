@@ -14,7 +14,7 @@ from uuid import UUID
 import pytest
 
 from cqrs_common.messaging import DEAD_LETTER_QUEUE, Consumer, Delivery
-from tests.chaos.conftest import (
+from tests.chaos.harness import (
     ChaosReadDatabase,
     Scenario,
     Traffic,
@@ -186,15 +186,18 @@ def test_a_row_written_into_the_replica_halts_the_stream_until_removed(
     alone can) collides with the next replicated insert and halts the stream. The broker path is unaffected;
     removing the row lets the stream resume where it stopped, losing nothing."""
     system, scenario = chaos_system, Scenario("conflicting replica row", chaos_system)
-    (next_position,) = read_rows(system.write_database_url, "SELECT max(position) + 20 FROM events")[0]
+    (planted,) = read_rows(  # a position the write side will hand out a moment after the traffic starts
+        system.write_database_url,
+        "SELECT last_value + 40 FROM pg_sequences WHERE sequencename = "
+        "(SELECT split_part(pg_get_serial_sequence('events', 'position'), '.', 2))",
+    )[0]
+    chaos_read_db.sql(
+        "INSERT INTO events (position, event_id, aggregate_type, aggregate_id, aggregate_version,"
+        " event_type, schema_version, data, occurred_at) VALUES"
+        f" ({planted}, gen_random_uuid(), 'account', gen_random_uuid(), 1, 'AccountOpened', 1, '{{}}', now())"
+    )
     errors = projection(system)["replication"]["apply_errors"]
     with Traffic(system, accounts) as traffic:
-        chaos_read_db.sql(
-            "INSERT INTO events (position, event_id, aggregate_type, aggregate_id, aggregate_version,"
-            " event_type, schema_version, data, occurred_at) VALUES"
-            f" ({next_position}, gen_random_uuid(), 'account', gen_random_uuid(), 1, 'AccountOpened', 1,"
-            " '{}', now())"
-        )
         eventually(
             lambda: projection(system)["replication"]["apply_errors"] > errors,
             timeout=20,
@@ -203,7 +206,7 @@ def test_a_row_written_into_the_replica_halts_the_stream_until_removed(
         halted = time.monotonic()
         assert projection(system)["mode"] == "broker"
         time.sleep(STEADY_SECONDS)
-        chaos_read_db.sql(f"DELETE FROM events WHERE position = {next_position} AND data = '{{}}'")
+        chaos_read_db.sql(f"DELETE FROM events WHERE position = {planted} AND data = '{{}}'")
         eventually(lambda: _replica_complete(system), timeout=30, what="the stream to resume and catch up")
         scenario.note("stream halted for", time.monotonic() - halted)
         time.sleep(STEADY_SECONDS / 2)
