@@ -134,7 +134,7 @@ def test_rebuild_runs_again_to_the_same_models(replica_log: ReplicaLog) -> None:
 
 
 def test_queries_are_served_all_through_the_rebuild(replica_log: ReplicaLog) -> None:
-    events = ledger(accounts=40, moves=2500)
+    events = ledger(accounts=40, moves=1500)
     replica_log.append(events)
     project(events)
     expected = _models()
@@ -183,7 +183,7 @@ def test_events_the_projector_applies_during_the_rebuild_are_kept(replica_log: R
 def test_a_running_projector_loses_nothing_to_a_rebuild(
     replica_log: ReplicaLog, broker_url: str, publish: Any, broker: Consumer
 ) -> None:
-    events = ledger(accounts=20, moves=1500)
+    events = ledger(accounts=20, moves=800)
     replica_log.append(events)
     project(events)
     # The projector as its command runs it: the broker loop and the replication fallback.
@@ -371,7 +371,7 @@ class _Reader(threading.Thread):
 
 
 class _LongReader(threading.Thread):
-    """A 0.6 s query over the read models, started just before the swap."""
+    """A 1.5 s query over the read models, started just before the swap."""
 
     def __init__(self) -> None:
         super().__init__(daemon=True)
@@ -379,7 +379,7 @@ class _LongReader(threading.Thread):
     def run(self) -> None:
         try:
             with connection.cursor() as cursor:
-                cursor.execute("SELECT count(*), pg_sleep(0.6) FROM account_view, currency_totals")
+                cursor.execute("SELECT count(*), pg_sleep(1.5) FROM account_view, currency_totals")
         finally:
             connection.close()
 
