@@ -88,11 +88,11 @@ def _run(
                     infra.provision(databases)
                 progress.update(0.4, "migrations")
                 infra.migrate(databases)
-                replication_streaming = infra.reset(databases)
-                if not replication_streaming:
+                replication_problem = infra.reset(databases)
+                if replication_problem:
                     progress.note(
-                        "warning: the replication stream into the read database is not running (no free"
-                        " logical replication worker?): the projector's replication path has nothing to read"
+                        f"warning: {replication_problem}; the projector's replication path has nothing to"
+                        " read in this run"
                     )
                 readings = Readings(databases)
                 progress.update(0.6, "starting write-service, read-service, relay, projector")
@@ -117,7 +117,7 @@ def _run(
             environment = {
                 "commit": report.git_commit(),
                 **readings.server_versions(),
-                "replication_streaming_at_start": replication_streaming,
+                "replication_streaming_at_start": replication_problem is None,
             }
         finally:
             system.stop()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -19,11 +18,10 @@ import psycopg2
 
 from cqrs_common.messaging import DEAD_LETTER_QUEUE, PROJECTOR_QUEUE, Consumer
 from tests.support.processes import PYTHON, REPO
+from tests.support.replication import replica_reset
 
 WRITE_DB_PORT = int(os.environ.get("WRITE_DB_PORT", "5433"))
 READ_DB_PORT = int(os.environ.get("READ_DB_PORT", "5434"))
-# Beyond this the run goes on without the stream (a crowded server may have no replication worker free).
-STREAMING_TIMEOUT_SECONDS = 5
 # Django's own tables keep their rows; only the ledger's and the projection's are emptied.
 _KEPT_TABLES = ("django_%", "auth_%")
 
@@ -96,102 +94,32 @@ def migrate(databases: Databases) -> None:
             done.result()
 
 
-def reset(databases: Databases) -> bool:
-    """Empties the ledger, the read models, the replica and both queues, so every run starts from nothing;
-    returns whether the replication stream runs (the projector's replication path reads what it brings).
+def reset(databases: Databases) -> str | None:
+    """Empties the ledger, the read models, the replica and both queues, so every run starts from nothing.
+    Returns None when the replication stream runs, else why not (the projector's replication path reads
+    what it brings, so the run goes on without that path and says so).
 
     The publication carries inserts only, so rows of emptied write tables stay in the replica, where the
-    projector's replication path would apply them to the fresh read models: the replica is emptied too. A
-    subscription that is not streaming (missing, or halted on a conflict) is made again from scratch, its
-    slot dropped with the WAL of earlier runs. Identities are not restarted: no position is seen twice.
+    projector's replication path would apply them to the fresh read models: the replica is emptied too, as
+    the tests do it (tests/support/replication.py). Identities are not restarted: no position is seen twice.
     """
     for url in (databases.write_url, databases.read_url):
         _truncate_own_tables(url)
-    replication = _Replication(databases)
-    if replication.streaming():
-        replication.empty_replica()
-    else:
-        replication.subscribe_again()
-    streaming = replication.wait_streaming()
+    _script(  # the subscription, if this pair has none yet (idempotent)
+        "deploy/local/replication.sh",
+        REPLICATION_PAIRS=f"{databases.write_database}:{databases.read_database}",
+        WRITE_DB_PORT=str(databases.write_port),
+        READ_DB_PORT=str(databases.read_port),
+    )
+    try:
+        replica_reset(databases.read_url)
+        problem = None
+    except AssertionError as exc:  # e.g. no logical replication worker free on a crowded server
+        problem = str(exc)
     with Consumer(databases.read_broker_url, connection_name="bench-reset") as consumer:
         consumer.purge(PROJECTOR_QUEUE)
         consumer.purge(DEAD_LETTER_QUEUE)
-    return streaming
-
-
-class _Replication:
-    """The subscription replication.sh makes for a pair, reached as PostgreSQL's superuser."""
-
-    def __init__(self, databases: Databases) -> None:
-        self.databases = databases
-        self.name = f"{databases.read_database}_events"  # replication.sh's name for it and for its slot
-
-    def streaming(self) -> bool:
-        """The initial copy done and the apply worker running."""
-        return (
-            self._read(
-                f"""SELECT bool_and(r.srsubstate = 'r') AND bool_and(st.pid IS NOT NULL)
-                      FROM pg_subscription s
-                      JOIN pg_subscription_rel r ON r.srsubid = s.oid
-                      JOIN pg_stat_subscription st ON st.subid = s.oid AND st.relid IS NULL
-                     WHERE s.subname = '{self.name}' AND s.subenabled"""
-            )
-            == "t"
-        )
-
-    def wait_streaming(self) -> bool:
-        deadline = time.monotonic() + STREAMING_TIMEOUT_SECONDS
-        while not self.streaming():
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.2)
-        return True
-
-    def empty_replica(self) -> None:
-        if self._read("SELECT to_regclass('public.events') IS NOT NULL") == "t":
-            self._read("TRUNCATE public.events")
-
-    def subscribe_again(self) -> None:
-        if self._read(f"SELECT 1 FROM pg_subscription WHERE subname = '{self.name}'"):
-            self._read(
-                f'ALTER SUBSCRIPTION "{self.name}" DISABLE',
-                f'ALTER SUBSCRIPTION "{self.name}" SET (slot_name = NONE)',  # the slot is dropped below
-                f'DROP SUBSCRIPTION "{self.name}"',
-            )
-        deadline = time.monotonic() + STREAMING_TIMEOUT_SECONDS
-        slot = f"SELECT active FROM pg_replication_slots WHERE slot_name = '{self.name}'"
-        while active := self._write(slot):
-            if active == "f":  # its sender has gone: the disabled subscriber has closed its connection
-                self._write(f"SELECT pg_drop_replication_slot('{self.name}')")
-            elif time.monotonic() > deadline:
-                raise RuntimeError(f"replication slot {self.name} is still in use")
-            else:
-                time.sleep(0.2)
-        self.empty_replica()
-        _script(
-            "deploy/local/replication.sh",
-            REPLICATION_PAIRS=f"{self.databases.write_database}:{self.databases.read_database}",
-            WRITE_DB_PORT=str(self.databases.write_port),
-            READ_DB_PORT=str(self.databases.read_port),
-        )
-
-    def _read(self, *statements: str) -> str:
-        return _superuser(self.databases.read_port, self.databases.read_database, *statements)
-
-    def _write(self, *statements: str) -> str:
-        return _superuser(self.databases.write_port, self.databases.write_database, *statements)
-
-
-def _superuser(port: int, database: str, *statements: str) -> str:
-    """Each statement in its own transaction as PostgreSQL's superuser; the last one's output."""
-    command = ["runuser", "-u", "postgres", "--", "psql", "-X", "-q", "-tA", "-v", "ON_ERROR_STOP=1"]
-    command += ["-p", str(port), "-d", database]
-    for statement in statements:
-        command += ["-c", statement]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=60, cwd="/")
-    if result.returncode != 0:
-        raise RuntimeError(f"psql on {database}: {result.stderr.strip()}")
-    return result.stdout.strip()
+    return problem
 
 
 def _truncate_own_tables(url: str) -> None:
