@@ -104,10 +104,15 @@ class LiveSystem:
             for name, path in READY_AT.items():
                 url = f"{self.url(name)}{path}"
                 wait_for(lambda url=url: requests.get(url, timeout=2).ok, url)
+            # One relay leads per database: a standby here would leave this system's events to another one.
+            wait_for(self._relay_leads, "the relay to lead (no other relay may run on this write database)")
         except BaseException:
             self.stop()
             raise
         return self
+
+    def _relay_leads(self) -> bool:
+        return any(line.get("event") == "relay_leadership_acquired" for line in self.log_lines("relay"))
 
     def stop(self) -> None:
         for process in self.processes.values():
