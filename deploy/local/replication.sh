@@ -7,7 +7,12 @@
 #   read-db:  a replica table `events` owned by the superuser (the read-service role may only SELECT it, so
 #             nothing but the subscription writes there: a conflicting row would halt the stream), and a
 #             subscription, which PostgreSQL 15 lets only a superuser create.
-# Pairs are given as "write_db:read_db" in REPLICATION_PAIRS (the dev and the test databases by default).
+# Pairs are given as "write_db:read_db" in REPLICATION_PAIRS (the dev and the test databases by default; an
+# empty value sets up none).
+#
+# The optional event store (a third PostgreSQL, the read side's source for rebuilds when present) subscribes to
+# the same publication the same way: pairs "write_db:store_db" in EVENT_STORE_PAIRS (none by default), on the
+# server at EVENT_STORE_PORT, whose replica table EVENT_STORE_USER (a role that exists there) may read.
 set -euo pipefail
 
 WRITE_DB_PORT="${WRITE_DB_PORT:-5433}"
@@ -16,7 +21,10 @@ WRITE_DB_HOST_FROM_READ="${WRITE_DB_HOST_FROM_READ:-127.0.0.1}"
 READ_DB_USER="${READ_DB_USER:-cqrs_read}"
 REPLICATION_USER="${REPLICATION_USER:-cqrs_replicator}"
 REPLICATION_PASSWORD="${REPLICATION_PASSWORD:-cqrs_replicator}"
-REPLICATION_PAIRS="${REPLICATION_PAIRS:-cqrs_write:cqrs_read cqrs_write_test:cqrs_read_test}"
+REPLICATION_PAIRS="${REPLICATION_PAIRS-cqrs_write:cqrs_read cqrs_write_test:cqrs_read_test}"
+EVENT_STORE_PAIRS="${EVENT_STORE_PAIRS:-}"
+EVENT_STORE_PORT="${EVENT_STORE_PORT:-5435}"
+EVENT_STORE_USER="${EVENT_STORE_USER:-cqrs_events}"
 PUBLICATION="${PUBLICATION:-cqrs_events}"
 
 # Every column but published_at, which only the relay sets and the read side never needs.
@@ -46,9 +54,9 @@ GRANT SELECT ON events TO "$REPLICATION_USER";
 SQL
 }
 
-ensure_subscriber() {  # write database, read database
-  local write_db=$1 read_db=$2 subscription="${2}_events"
-  sql "$READ_DB_PORT" "$read_db" <<SQL
+ensure_subscriber() {  # write database, subscriber database, its port, the role that may read the replica
+  local write_db=$1 read_db=$2 port=$3 reader=$4 subscription="${2}_events"
+  sql "$port" "$read_db" <<SQL
 CREATE TABLE IF NOT EXISTS events (
     position          bigint PRIMARY KEY,
     event_id          uuid NOT NULL UNIQUE,
@@ -70,11 +78,11 @@ ALTER TABLE events ADD COLUMN IF NOT EXISTS replica_seq bigint GENERATED ALWAYS 
 CREATE UNIQUE INDEX IF NOT EXISTS events_replica_seq_idx ON events (replica_seq);
 ALTER TABLE events OWNER TO postgres;
 REVOKE ALL ON events FROM PUBLIC;
-GRANT SELECT ON events TO "$READ_DB_USER";
+GRANT SELECT ON events TO "$reader";
 SQL
-  if [ -z "$(sql "$READ_DB_PORT" "$read_db" -c "SELECT 1 FROM pg_subscription WHERE subname = '$subscription'")" ]; then
+  if [ -z "$(sql "$port" "$read_db" -c "SELECT 1 FROM pg_subscription WHERE subname = '$subscription'")" ]; then
     log "subscribing $read_db to $write_db"
-    sql "$READ_DB_PORT" "$read_db" -c "CREATE SUBSCRIPTION \"$subscription\"
+    sql "$port" "$read_db" -c "CREATE SUBSCRIPTION \"$subscription\"
       CONNECTION 'host=$WRITE_DB_HOST_FROM_READ port=$WRITE_DB_PORT dbname=$write_db user=$REPLICATION_USER password=$REPLICATION_PASSWORD'
       PUBLICATION \"$PUBLICATION\" WITH (copy_data = true)"
   fi
@@ -85,9 +93,13 @@ main() {
   local pair
   for pair in $REPLICATION_PAIRS; do
     ensure_publisher "${pair%%:*}"
-    ensure_subscriber "${pair%%:*}" "${pair#*:}"
+    ensure_subscriber "${pair%%:*}" "${pair#*:}" "$READ_DB_PORT" "$READ_DB_USER"
   done
-  log "ready: $REPLICATION_PAIRS"
+  for pair in $EVENT_STORE_PAIRS; do
+    ensure_publisher "${pair%%:*}"
+    ensure_subscriber "${pair%%:*}" "${pair#*:}" "$EVENT_STORE_PORT" "$EVENT_STORE_USER"
+  done
+  log "ready: ${REPLICATION_PAIRS:-no read databases}${EVENT_STORE_PAIRS:+; event store: $EVENT_STORE_PAIRS}"
 }
 
 main "$@"

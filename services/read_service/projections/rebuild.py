@@ -7,7 +7,9 @@ alone, so the same code writes the shadow tables and nothing else: a table the a
 shadow here fails the rebuild loudly instead of touching a live table.
 
 Steps, while the live models keep being served and the projector keeps applying:
-1. build: the replica table `public.events` in position order, in batches of one transaction each;
+1. build: the log in position order, in batches of one transaction each. The log is the event store's
+   `events` table when its URL is given (EVENT_STORE_DATABASE_URL: the optional third PostgreSQL), else the
+   replica table `public.events` (event_log.py);
 2. catch up: events committed out of position order, or since, are found by what the shadow lacks;
 3. swap, in ONE transaction: lock every table the projector writes in EXCLUSIVE mode (queries go on, the
    projector waits), catch up again, and make sure every event the projector has applied is in the shadow
@@ -35,7 +37,7 @@ from django.db import DatabaseError, OperationalError, connection, transaction
 from cqrs_common.events import InvalidEvent
 from cqrs_common.logging import get_logger
 from read_service.projections.apply import PROJECTED_CHANNEL, REPLICATION, apply_events
-from read_service.projections.event_log import LOG_COLUMNS, REPLICA_TABLE, event_from_row
+from read_service.projections.event_log import EventLog, event_from_row, event_log_open
 
 log = get_logger(__name__)
 
@@ -75,21 +77,24 @@ def read_models_rebuild(
     lock_timeout: float = 60.0,
     log_wait: float = 30.0,
     before_swap: Callable[[], None] | None = None,
+    event_store_dsn: str | None = None,
 ) -> RebuildReport:
     """Rebuilds and swaps; raises `RebuildRefused` (live models untouched) when it cannot do so safely.
 
     `batch_size`: events per build transaction (the projector's: every money event updates its currency's
     totals row, and each update of a row already updated in the same transaction costs a little more);
     `lock_timeout`: how long to keep trying to take the swap's locks; `log_wait`: how long to wait for the log
-    to receive events the projector has applied already; `before_swap`: called once the shadow is built."""
+    to receive events the projector has applied already; `before_swap`: called once the shadow is built;
+    `event_store_dsn`: the event store to read the log from instead of the replica table."""
     if connection.in_atomic_block:
         raise RuntimeError("a rebuild runs its own transactions: call it outside a transaction")
     report = RebuildReport()
     started = time.monotonic()
     with _only_rebuild():
+        event_log = event_log_open(event_store_dsn)
         try:
             _shadow_create()
-            build = _Build(report)
+            build = _Build(report, event_log)
             build.from_positions(batch_size)
             build.catch_up()
             _copy_tracking_times(only_changed=False)
@@ -102,9 +107,11 @@ def read_models_rebuild(
             _swap(build, lock_timeout, log_wait)
             report.swap_seconds = time.monotonic() - swap_started
         finally:
+            event_log.close()
             _shadow_drop()
     log.info(
         "read_models_rebuilt",
+        source=event_log.source,
         events=report.events_applied,
         accounts=report.accounts,
         failed=len(report.failed),
@@ -118,20 +125,16 @@ def read_models_rebuild(
 class _Build:
     """Feeds events of the log to the apply step, inside the shadow schema."""
 
-    def __init__(self, report: RebuildReport) -> None:
+    def __init__(self, report: RebuildReport, event_log: EventLog) -> None:
         self.report = report
+        self.log = event_log
         self.refused: set[UUID] = set()  # failed or unreadable: never offered again
 
     def from_positions(self, batch_size: int) -> None:
         position = 0
         while True:
             with _in_shadow() as cursor:
-                cursor.execute(
-                    f"SELECT {LOG_COLUMNS} FROM {REPLICA_TABLE} WHERE position > %s "
-                    "ORDER BY position LIMIT %s",
-                    [position, batch_size],
-                )
-                rows = cursor.fetchall()
+                rows = self.log.rows_after_position(cursor, position, batch_size)
                 if not rows:
                     return
                 position = rows[-1][0]
@@ -142,17 +145,7 @@ class _Build:
         total = 0
         while True:
             with _in_shadow() as cursor:
-                cursor.execute(
-                    f"""
-                    SELECT {LOG_COLUMNS} FROM {REPLICA_TABLE} e
-                     WHERE NOT EXISTS (SELECT FROM applied_events a WHERE a.event_id = e.event_id)
-                       AND NOT EXISTS (SELECT FROM pending_events p WHERE p.event_id = e.event_id)
-                       AND e.event_id <> ALL(%s::uuid[])
-                     ORDER BY e.position LIMIT %s
-                    """,
-                    [[str(event_id) for event_id in self.refused], CATCH_UP_BATCH],
-                )
-                rows = cursor.fetchall()
+                rows = self.log.rows_unapplied(cursor, self.refused, CATCH_UP_BATCH)
                 progressed = self.apply(rows) if rows else 0
             total += progressed
             if not progressed:
@@ -181,25 +174,25 @@ def _wait_for_log(build: _Build, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while True:
         build.catch_up()
-        lagging, _ = _not_in_shadow()
+        lagging, _ = _not_in_shadow(build.log)
         if not lagging or time.monotonic() > deadline:
             return
         time.sleep(0.1)
 
 
-def _not_in_shadow() -> tuple[int, list[UUID]]:
-    """Events applied live that the shadow lacks: how many the log has not received yet, and the ids of those
-    it has (the rebuild could not apply them)."""
+def _not_in_shadow(event_log: EventLog) -> tuple[int, list[UUID]]:
+    """Events applied live that the shadow lacks: how many the log has not received yet (or the build has not
+    read yet), and the ids of those it has (the rebuild could not apply them)."""
     with connection.cursor() as cursor:
         cursor.execute(
             f"""
-            SELECT l.event_id, EXISTS (SELECT FROM {REPLICA_TABLE} e WHERE e.event_id = l.event_id)
-              FROM public.applied_events l
+            SELECT l.event_id FROM public.applied_events l
              WHERE NOT EXISTS (SELECT FROM {SHADOW}.applied_events s WHERE s.event_id = l.event_id)
             """
         )
-        rows = cursor.fetchall()
-    return sum(1 for _, in_log in rows if not in_log), [event_id for event_id, in_log in rows if in_log]
+        missing = [event_id for (event_id,) in cursor.fetchall()]
+        in_log = event_log.holding(cursor, missing) if missing else set()
+    return len(missing) - len(in_log), [event_id for event_id in missing if event_id in in_log]
 
 
 def _swap(build: _Build, lock_timeout: float, log_wait: float) -> None:
@@ -231,7 +224,7 @@ def _last_catch_up(build: _Build, log_wait: float) -> None:
     deadline = time.monotonic() + log_wait
     while True:
         build.catch_up()
-        lagging, lost = _not_in_shadow()
+        lagging, lost = _not_in_shadow(build.log)
         if lost:
             raise RebuildRefused(
                 f"{len(lost)} event(s) applied live could not be applied from the log, e.g. {lost[0]}; "

@@ -1,6 +1,7 @@
 """`python -m read_service rebuild_read_models`: rebuild every read model from the event log and swap it in.
 
-Reads the replica table `public.events`, applies it with the projector's own apply step into shadow tables,
+Reads the event log (the event store's `events` table when EVENT_STORE_DATABASE_URL is set, else the replica
+table `public.events`), applies it with the projector's own apply step into shadow tables,
 then swaps them in one transaction while queries keep being served and the projector keeps running (it
 waits only for the swap itself). Exits 1 without touching the live models if it cannot swap safely.
 """
@@ -38,20 +39,28 @@ class Command(BaseCommand):
         cqrs_logging.configure(config.service_name("rebuild_read_models"))
         # One line per applied batch is the projector's business; here it would only bury the summary.
         logging.getLogger("read_service.projections.apply").setLevel(logging.WARNING)
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT to_regclass(%s) IS NOT NULL", [REPLICA_TABLE])
-            if not cursor.fetchone()[0]:
-                raise CommandError(f"no {REPLICA_TABLE}: set up replication (deploy/local/replication.sh)")
+        event_store = config.str_setting("EVENT_STORE_DATABASE_URL", "") or None
+        if event_store is None:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT to_regclass(%s) IS NOT NULL", [REPLICA_TABLE])
+                if not cursor.fetchone()[0]:
+                    raise CommandError(
+                        f"no {REPLICA_TABLE}: set up replication (deploy/local/replication.sh)"
+                    )
         try:
             report = read_models_rebuild(
                 batch_size=options["batch_size"],
                 lock_timeout=options["lock_timeout"],
                 log_wait=options["log_wait"],
+                event_store_dsn=event_store,
             )
         except RebuildRefused as exc:
             raise CommandError(f"rebuild refused, live read models unchanged: {exc}") from exc
+        except LookupError as exc:
+            raise CommandError(str(exc)) from exc
+        source = "the event store" if event_store else f"the replica table {REPLICA_TABLE}"
         self.stdout.write(
-            f"rebuilt {report.accounts} account(s) from {report.events_applied} event(s) in "
+            f"rebuilt {report.accounts} account(s) from {report.events_applied} event(s) of {source} in "
             f"{report.build_seconds + report.swap_seconds:.2f} s (build {report.build_seconds:.2f} s, swap "
             f"{report.swap_seconds:.2f} s, projector paused {report.projector_paused_seconds * 1000:.0f} ms)"
         )
