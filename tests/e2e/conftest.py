@@ -30,7 +30,7 @@ import requests
 from cqrs_common.messaging import DEAD_LETTER_QUEUE, PROJECTOR_QUEUE, Consumer
 from tests.support.private_rabbitmq import PrivateRabbitMQ
 from tests.support.processes import PYTHON, REPO, ServiceProcess, eventually, free_port, relay_process
-from tests.support.replication import replica_reset
+from tests.support.replication import event_positions_kept, replica_reset
 
 GUNICORN = str(Path(sys.executable).parent / "gunicorn")
 TOKEN = "e2e-token"
@@ -72,13 +72,20 @@ class System:
     def prepare(self) -> None:
         """Migrated, empty databases, an empty replica of the events and empty queues: each module starts
         from nothing (stale replica rows would be filled into the fresh read model by the fallback path)."""
-        for service, url_var, url in (
-            ("write_service", "WRITE_DATABASE_URL", self.write_database_url),
-            ("read_service", "READ_DATABASE_URL", self.read_database_url),
-        ):
+
+        def manage(service: str, url_var: str, url: str, *command: str) -> None:
             env = {**os.environ, url_var: url}
-            for command in (["migrate", "--no-input", "-v", "0"], ["flush", "--no-input", "-v", "0"]):
-                subprocess.run([PYTHON, "-m", service, *command], env=env, cwd=REPO, check=True, timeout=120)
+            subprocess.run(
+                [PYTHON, "-m", service, *command, "-v", "0"], env=env, cwd=REPO, check=True, timeout=120
+            )
+
+        write = ("write_service", "WRITE_DATABASE_URL", self.write_database_url)
+        read = ("read_service", "READ_DATABASE_URL", self.read_database_url)
+        for side in (write, read):
+            manage(*side, "migrate", "--no-input")
+        with event_positions_kept(self.write_database_url):
+            manage(*write, "flush", "--no-input")
+        manage(*read, "flush", "--no-input")
         replica_reset(self.read_database_url)
         with Consumer(self.read_broker_url, connection_name="e2e-prepare") as consumer:
             consumer.purge(PROJECTOR_QUEUE)

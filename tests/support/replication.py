@@ -1,13 +1,13 @@
 """The logical replication of `events` into a read database, as tests that empty the databases need it.
 
 Emptying the write database does not empty the replica: the publication carries inserts only. Stale replica
-rows would then be "filled" into a fresh read model by the projector's fallback, and the next event given a
-reused position would collide with one of them and halt the subscription. So a test that empties the read
-database also empties the replica (as the superuser: the read role may only SELECT it), once the
+rows would then be "filled" into a fresh read model by the projector's fallback. So a test that empties the
+read database also empties the replica (as the superuser: the read role may only SELECT it), once the
 subscription has applied everything written before (else an old insert still on its way would land in the
-emptied replica). A subscription that is not streaming (say, halted by such a collision) is dropped with
-its slot, so no WAL of earlier tests is left to replay, and created again by deploy/local/replication.sh;
-that takes 5 to 15 s, since PostgreSQL 15 starts replication workers at most every
+emptied replica). The write database's positions go on across its emptying (`event_positions_kept`), so a
+new event never collides with a row another replica still holds. A subscription that is not streaming
+anyway (say, halted by such a collision) is dropped with its slot, so no WAL of earlier tests is left to
+replay, and created again without an initial copy; PostgreSQL 15 starts its worker within
 wal_retrieve_retry_interval (5 s).
 
 The publisher is found from the subscription itself (its connection string, which only a superuser may
@@ -16,13 +16,14 @@ read). Needs root: the superuser is reached as the `postgres` OS user, as infra.
 
 from __future__ import annotations
 
-import os
+import contextlib
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
-from tests.support.processes import REPO
+import psycopg2
 
 READY_TIMEOUT_SECONDS = 60
 
@@ -45,6 +46,28 @@ def superuser_sql(port: int, database: str, *statements: str) -> str:
     return result.stdout.strip()
 
 
+@contextlib.contextmanager
+def event_positions_kept(write_database_url: str) -> Iterator[None]:
+    """Emptying the write database (Django's `flush`) restarts its sequences. Positions handed out again would
+    collide with rows that the other read databases' replicas still hold (each replica is emptied only when
+    its own tests start), halting their subscriptions. So the position sequence goes on where it was."""
+    connection = psycopg2.connect(write_database_url)
+    try:
+        with connection, connection.cursor() as cursor:
+            cursor.execute("SELECT pg_get_serial_sequence('events', 'position')")
+            sequence = cursor.fetchone()[0]
+            cursor.execute(f"SELECT last_value, is_called FROM {sequence}")
+            last_value, is_called = cursor.fetchone()
+        yield
+        with connection, connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT setval(%s, greatest(%s, (SELECT last_value FROM {sequence})), %s)",
+                (sequence, last_value, is_called),
+            )
+    finally:
+        connection.close()
+
+
 def subscription_name(read_database_url: str) -> str:
     return f"{database_of(read_database_url)[0]}_events"
 
@@ -54,22 +77,36 @@ class Replication:
     read_db: str
     read_port: int
     subscription: str
-    write_db: str  # the publisher, as the subscription connects to it
+    conninfo: str  # how the subscription connects to the publisher
+    publications: str  # as CREATE SUBSCRIPTION takes them
+    write_db: str
     write_port: int
 
 
 def replication_of(read_database_url: str) -> Replication:
     read_db, read_port = database_of(read_database_url)
     subscription = subscription_name(read_database_url)
-    conninfo = superuser_sql(
-        read_port, read_db, f"SELECT subconninfo FROM pg_subscription WHERE subname = '{subscription}'"
+    found = superuser_sql(
+        read_port,
+        read_db,
+        "SELECT subconninfo, (SELECT string_agg(quote_ident(p), ', ') FROM unnest(subpublications) AS p)"
+        f" FROM pg_subscription WHERE subname = '{subscription}'",
     )
-    if not conninfo:
+    if not found:
         raise AssertionError(
             f"no subscription {subscription}: run deploy/local/replication.sh (make migrate-test)"
         )
+    conninfo, publications = found.split("|")
     options = dict(option.split("=", 1) for option in conninfo.split())
-    return Replication(read_db, read_port, subscription, options["dbname"], int(options.get("port", 5432)))
+    return Replication(
+        read_db,
+        read_port,
+        subscription,
+        conninfo,
+        publications,
+        options["dbname"],
+        int(options.get("port", 5432)),
+    )
 
 
 def replica_reset(read_database_url: str) -> None:
@@ -108,6 +145,8 @@ def _streaming(replication: Replication) -> bool:
 
 
 def _resubscribe(replication: Replication) -> None:
+    """The subscription dropped with its slot, then created again as replication.sh creates it, but without
+    the initial copy: the replica is emptied anyway (and copying needs a worker slot of its own)."""
     read_port, read_db, subscription = replication.read_port, replication.read_db, replication.subscription
     # Detached from its slot first, so the drop works even when the slot is gone or the publisher fails.
     superuser_sql(
@@ -118,19 +157,12 @@ def _resubscribe(replication: Replication) -> None:
         f'DROP SUBSCRIPTION "{subscription}"',
     )
     _drop_slot(replication.write_port, replication.write_db, subscription)
-    superuser_sql(read_port, read_db, "TRUNCATE public.events")
-    subprocess.run(
-        ["bash", str(REPO / "deploy" / "local" / "replication.sh")],
-        env={
-            **os.environ,
-            "REPLICATION_PAIRS": f"{replication.write_db}:{read_db}",
-            "WRITE_DB_PORT": str(replication.write_port),
-            "READ_DB_PORT": str(read_port),
-        },
-        check=True,
-        capture_output=True,
-        timeout=120,
-        cwd=REPO,
+    superuser_sql(
+        read_port,
+        read_db,
+        "TRUNCATE public.events",
+        f"CREATE SUBSCRIPTION \"{subscription}\" CONNECTION '{replication.conninfo}'"
+        f" PUBLICATION {replication.publications} WITH (copy_data = false)",
     )
     wait_until_streaming(replication)
 
