@@ -6,6 +6,7 @@ import os
 import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import pytest
 import yaml
@@ -22,6 +23,9 @@ from packaging_support import (
 )
 
 ONE_SHOT = {"migrate", "replication-init"}
+# One-shot too, in the `eventstore` profile: awaited only by the read side of deploy/compose/eventstore.yml.
+EVENT_STORE_ONE_SHOT = {"event-store-init"}
+EVENT_STORE_OVERRIDE = "deploy/compose/eventstore.yml"
 INFRA_PASSWORD_VARS = {"POSTGRES_SUPERUSER_PASSWORD", "WRITE_DB_PASSWORD", "READ_DB_PASSWORD"}
 # Migrations never touch the broker or serve requests: those settings keep their defaults there.
 NOT_NEEDED_BY_MIGRATE = {"RABBITMQ_URL", "CQRS_API_TOKENS"}
@@ -32,7 +36,8 @@ def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def long_running(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {name: svc for name, svc in services(compose).items() if name not in ONE_SHOT}
+    one_shot = ONE_SHOT | EVENT_STORE_ONE_SHOT
+    return {name: svc for name, svc in services(compose).items() if name not in one_shot}
 
 
 def test_config_refuses_to_render_without_the_secrets(tmp_path: Path) -> None:
@@ -86,7 +91,7 @@ def test_every_long_running_service_has_a_health_check_and_a_restart_policy(comp
 
 
 def test_one_shot_steps_do_not_restart_and_are_awaited_to_completion(compose: dict[str, Any]) -> None:
-    for name in ONE_SHOT:
+    for name in ONE_SHOT | EVENT_STORE_ONE_SHOT:
         assert services(compose)[name]["restart"] == "no"
     waited = {
         dep
@@ -199,8 +204,61 @@ def test_postgres_runs_with_the_native_clusters_settings(compose: dict[str, Any]
 
 def test_the_event_store_is_behind_its_profile_only(compose: dict[str, Any]) -> None:
     profiled = {name for name, svc in services(compose).items() if svc.get("profiles")}
-    assert profiled == {"event-store"}
-    assert services(compose)["event-store"]["profiles"] == ["eventstore"]
+    assert profiled == {"event-store", "event-store-init"}
+    for name in profiled:
+        assert services(compose)[name]["profiles"] == ["eventstore"], name
+
+
+def test_the_event_store_subscribes_with_the_replication_script_and_a_slot_of_its_own(
+    compose: dict[str, Any],
+) -> None:
+    init, replication = services(compose)["event-store-init"], services(compose)["replication-init"]
+    assert init["command"] == replication["command"] and init["volumes"] == replication["volumes"]
+    env = init["environment"]
+    assert (env["READ_DB_HOST"], env["READ_DB_NAME"]) == ("event-store", "cqrs_events")
+    assert env["READ_DB_NAME"] == services(compose)["event-store"]["environment"]["APP_DB_NAME"]
+    assert env["READ_DB_USER"] == services(compose)["event-store"]["environment"]["APP_DB_USER"]
+    # Slots are named after subscriptions: read-db's default is <database>_events.
+    assert env["SUBSCRIPTION"] != f"{replication['environment']['READ_DB_NAME']}_events"
+    for key in ("WRITE_DB_HOST", "WRITE_DB_NAME", "REPLICATION_USER", "PGUSER"):
+        assert env[key] == replication["environment"][key], key
+    assert init["depends_on"] == {
+        "replication-init": {"condition": "service_completed_successfully"},  # it creates the publication
+        "write-db": {"condition": "service_healthy"},
+        "event-store": {"condition": "service_healthy"},
+    }
+    assert set(init["networks"]) <= set(services(compose)["event-store"]["networks"])
+    assert set(init["networks"]) & set(services(compose)["write-db"]["networks"])
+
+
+def test_only_the_override_file_points_the_read_side_at_the_event_store(compose: dict[str, Any]) -> None:
+    assert not [
+        name
+        for name, svc in services(compose).items()
+        if "EVENT_STORE_DATABASE_URL" in svc.get("environment", {})
+    ]
+    result = run(
+        [require_tool("docker-compose"), "--env-file", ".env.example", "-f", "docker-compose.yml",
+         "-f", EVENT_STORE_OVERRIDE, "config"]
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    with_store = yaml.safe_load(result.stdout)["services"]
+    pointed = {
+        name for name, svc in with_store.items() if "EVENT_STORE_DATABASE_URL" in svc.get("environment", {})
+    }
+    assert pointed == {"read-service", "projector"}
+    store = with_store["event-store"]["environment"]
+    for name in pointed:
+        url = urlparse(with_store[name]["environment"]["EVENT_STORE_DATABASE_URL"])
+        assert (url.hostname, url.port, url.path) == ("event-store", 5432, f"/{store['APP_DB_NAME']}")
+        assert (url.username, url.password) == (store["APP_DB_USER"], store["APP_DB_PASSWORD"])
+        assert set(with_store[name]["networks"]) & set(with_store["event-store"]["networks"]), name
+        assert with_store[name]["depends_on"]["event-store-init"] == {
+            "condition": "service_completed_successfully"
+        }
+        # Everything else as without the override.
+        rest = {k: v for k, v in with_store[name]["environment"].items() if k != "EVENT_STORE_DATABASE_URL"}
+        assert rest == services(compose)[name]["environment"], name
 
 
 def test_the_app_services_share_one_image_built_from_the_dockerfile(compose: dict[str, Any]) -> None:

@@ -7,6 +7,7 @@ import base64
 import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import kubernetes_validate
 import pytest
@@ -70,7 +71,59 @@ def test_the_overlays_are_the_kind_one_and_its_event_store_variant() -> None:
         (o["kind"], o["metadata"]["name"]) for o in kustomize_build(K8S / "overlays" / "kind-eventstore")
     }
     added = {(k, n) for k, n in with_store - kind if not re.search(r"-[a-z0-9]{10}$", n)}
-    assert added == {("StatefulSet", "event-store"), ("Service", "event-store")}
+    assert added == {("StatefulSet", "event-store"), ("Service", "event-store"), ("Job", "event-store-init")}
+
+
+def test_the_event_store_subscribes_with_the_replication_script_and_a_slot_of_its_own() -> None:
+    objects = kustomize_build(K8S / "overlays" / "kind-eventstore")
+    init = find(objects, "Job", "event-store-init")
+    replication = find(objects, "Job", "replication-init")
+    assert pod_spec(init)["volumes"] == pod_spec(replication)["volumes"]  # the same script's ConfigMap
+    job, base_job = main_container(init), main_container(replication)
+    assert job["command"] == base_job["command"]
+    env, base_env = (
+        {e["name"]: e.get("value", e.get("valueFrom")) for e in c["env"]} for c in (job, base_job)
+    )
+    store = {
+        e["name"]: e.get("value") for e in main_container(find(objects, "StatefulSet", "event-store"))["env"]
+    }
+    assert (env["READ_DB_HOST"], env["READ_DB_NAME"], env["READ_DB_USER"]) == (
+        "event-store",
+        store["APP_DB_NAME"],
+        store["APP_DB_USER"],
+    )
+    assert env["SUBSCRIPTION"] != f"{base_env['READ_DB_NAME']}_events"  # slots are named after subscriptions
+    assert {k: v for k, v in env.items() if not k.startswith(("READ_DB_", "SUBSCRIPTION"))} == {
+        k: v for k, v in base_env.items() if not k.startswith("READ_DB_")
+    }
+    # No Job ordering in Kubernetes: it waits for the publication replication-init creates.
+    wait = " ".join(pod_spec(init)["initContainers"][0]["command"])
+    assert "pg_publication" in wait and "event-store" in wait
+
+
+def test_only_the_event_store_overlay_points_the_read_side_at_it() -> None:
+    objects = kustomize_build(K8S / "overlays" / "kind-eventstore")
+    for directory in (K8S / "base", K8S / "overlays" / "kind"):
+        for obj in kustomize_build(directory):
+            if obj["kind"] in WORKLOAD_KINDS:
+                for container in containers(obj):
+                    assert "EVENT_STORE_DATABASE_URL" not in container_env(
+                        kustomize_build(directory), container
+                    )
+    store = {
+        e["name"]: e.get("value") for e in main_container(find(objects, "StatefulSet", "event-store"))["env"]
+    }
+    password = base64.b64decode(generated(objects, "Secret", "databases")["data"]["EVENT_STORE_DB_PASSWORD"])
+    pointed = set()
+    for name, obj in workloads(objects).items():
+        if obj["kind"] == "Deployment" and "EVENT_STORE_DATABASE_URL" in container_env(
+            objects, main_container(obj)
+        ):
+            pointed.add(name)
+            url = urlparse(container_env(objects, main_container(obj))["EVENT_STORE_DATABASE_URL"])
+            assert (url.hostname, url.port, url.path) == ("event-store", 5432, f"/{store['APP_DB_NAME']}")
+            assert (url.username, url.password) == (store["APP_DB_USER"], password.decode())
+    assert pointed == {"read-service", "projector"}
 
 
 @pytest.mark.parametrize("directory", [K8S / "base", *OVERLAYS], ids=lambda p: p.name)

@@ -5,6 +5,10 @@
 # `replication-init` Job of deploy/k8s run it as the PostgreSQL superuser after the migrations (PostgreSQL 15
 # lets only a superuser create a subscription). Safe to run again: every step checks first.
 #
+# The optional event store subscribes the same way: the `event-store-init` service (profile `eventstore`) and the
+# Job of deploy/k8s/components/eventstore run this script with READ_DB_* naming the event store and a
+# SUBSCRIPTION of its own (each subscription has its own slot on write-db).
+#
 #   write-db: a login role with REPLICATION that may only read `events`, and the publication of `events`
 #             (inserts only, every column but the outbox's `published_at`);
 #   read-db:  a replica table `events` owned by the superuser (the read role may only SELECT it, so nothing but
@@ -12,7 +16,8 @@
 #
 # Variables: PGUSER/PGPASSWORD (the superuser on both servers), WRITE_DB_HOST, WRITE_DB_NAME, READ_DB_HOST,
 # READ_DB_NAME, READ_DB_USER, REPLICATION_USER, REPLICATION_PASSWORD; optional WRITE_DB_PORT, READ_DB_PORT
-# (5432), PUBLISHER_HOST/PUBLISHER_PORT (write-db as the read-db server reaches it; default WRITE_DB_*).
+# (5432), PUBLISHER_HOST/PUBLISHER_PORT (write-db as the read-db server reaches it; default WRITE_DB_*),
+# PUBLICATION (cqrs_events), SUBSCRIPTION (<read database>_events).
 set -eu
 : "${WRITE_DB_HOST:?}" "${WRITE_DB_NAME:?}" "${READ_DB_HOST:?}" "${READ_DB_NAME:?}" "${READ_DB_USER:?}"
 : "${REPLICATION_USER:?}" "${REPLICATION_PASSWORD:?}"
