@@ -161,6 +161,27 @@ def test_money_on_an_account_never_opened_fails_and_changes_nothing() -> None:
     assert _total("HUF") is None
 
 
+def test_money_event_failing_in_a_run_of_many_fails_alone() -> None:
+    """Money events of a batch are applied together; one that cannot be applied must not take the others
+    with it, and each line's balance must be the one after it, as if applied one by one."""
+    alice, bob, ghost = AccountHistory(currency="PLN"), AccountHistory(currency="PLN"), AccountHistory()
+    ghost.version = 0
+    opened = [alice.opened(), bob.opened()]
+    apply_events(opened, path=BROKER)
+    run = [alice.deposited("10.00"), bob.deposited("7.00"), ghost.deposited("1.00"), alice.withdrawn("2.50")]
+    run += [bob.deposited("0.01"), alice.deposited("0.50")]
+
+    outcome = apply_events(run, path=BROKER)
+
+    assert [f.event for f in outcome.failed] == [run[2]]
+    assert [i.event for i in outcome.applied] == [e for e in run if e is not run[2]]
+    assert [line[3] for line in _statement(alice)] == [Decimal("10.00"), Decimal("7.50"), Decimal("8.00")]
+    assert [line[3] for line in _statement(bob)] == [Decimal("7.00"), Decimal("7.01")]
+    a = AccountView.objects.get(account_id=alice.account_id)
+    assert (a.balance, a.version, a.updated_at) == (Decimal("8.00"), 4, run[5].occurred_at)
+    assert _total("PLN").total_balance == Decimal("15.01")
+
+
 @pytest.mark.parametrize("amount", ["abc", "-1.00", "0", "1.001", "NaN", "Infinity"])
 def test_amount_that_would_corrupt_balances_fails(amount: str) -> None:
     alice = AccountHistory(currency="RON")
