@@ -36,22 +36,51 @@ psql_as_postgres() {  # port, database, sql...
   runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -p "$port" -d "$db" -tA "$@"
 }
 
-ensure_cluster() {  # name, port, extra -o options...
+ensure_cluster() {  # name, port, settings as name=value...
   local name=$1 port=$2; shift 2
+  local setting options=()
+  for setting in "$@"; do options+=(-o "$setting"); done
   if ! pg_lsclusters -h | awk '{print $1" "$2}' | grep -qx "$PG_VERSION $name"; then
     log "creating PostgreSQL $PG_VERSION cluster $name on port $port"
-    pg_createcluster "$PG_VERSION" "$name" -p "$port" "$@" >/dev/null
+    pg_createcluster "$PG_VERSION" "$name" -p "$port" "${options[@]}" >/dev/null
   fi
+  start_cluster "$name" "$port"
+  converge_settings "$name" "$port" "$@"
+}
+
+start_cluster() {  # name, port
+  local name=$1 port=$2 i
   if ! pg_lsclusters -h | awk -v v="$PG_VERSION" -v n="$name" '$1==v && $2==n {print $4}' | grep -q online; then
     log "starting cluster $name"
     pg_ctlcluster --skip-systemctl-redirect "$PG_VERSION" "$name" start
   fi
-  local i
   for i in $(seq 1 50); do
     runuser -u postgres -- pg_isready -q -p "$port" && return 0
     sleep 0.2
   done
   log "cluster $name did not become ready on port $port"; exit 1
+}
+
+converge_settings() {  # name, port, settings as name=value...
+  # A cluster created by an older version of this script gets today's settings too; settings that only
+  # take effect at start-up (replication workers, slots) restart the cluster once.
+  local name=$1 port=$2 setting key value changed=0; shift 2
+  for setting in "$@"; do
+    key=${setting%%=*} value=${setting#*=}
+    if [ "$(psql_as_postgres "$port" postgres -c "SELECT setting = '$value' OR current_setting('$key') = '$value'
+                                                  FROM pg_settings WHERE name = '$key'")" != t ]; then
+      log "cluster $name: setting $key = $value"
+      psql_as_postgres "$port" postgres -c "ALTER SYSTEM SET $key = '$value'"
+      changed=1
+    fi
+  done
+  [ "$changed" = 1 ] || return 0
+  psql_as_postgres "$port" postgres -c "SELECT pg_reload_conf()" >/dev/null
+  if [ -n "$(psql_as_postgres "$port" postgres -c "SELECT 1 FROM pg_settings WHERE pending_restart")" ]; then
+    log "restarting cluster $name for settings that need it"
+    pg_ctlcluster --skip-systemctl-redirect "$PG_VERSION" "$name" restart
+    start_cluster "$name" "$port"
+  fi
 }
 
 ensure_role_and_databases() {  # port, role, password, databases...
@@ -110,11 +139,12 @@ ensure_rabbitmq() {
 main() {
   [ "$(id -u)" = 0 ] || { log "run as root (PostgreSQL clusters are created through Debian's pg_createcluster)"; exit 1; }
   need pg_createcluster; need rabbitmqctl
+  # Room for the subscriptions of the dev, test and bench databases (and an event store) with spare workers
+  # for their initial table copies.
   ensure_cluster "$WRITE_CLUSTER" "$WRITE_DB_PORT" \
-    -o wal_level=logical -o max_slot_wal_keep_size=1GB -o max_replication_slots=16 -o max_wal_senders=16 \
-    -o max_connections=200
+    wal_level=logical max_slot_wal_keep_size=1GB max_replication_slots=32 max_wal_senders=32 max_connections=200
   ensure_cluster "$READ_CLUSTER" "$READ_DB_PORT" \
-    -o max_connections=200 -o max_logical_replication_workers=8 -o max_worker_processes=16
+    max_connections=200 max_logical_replication_workers=16 max_worker_processes=24
   # shellcheck disable=SC2086
   ensure_role_and_databases "$WRITE_DB_PORT" "$WRITE_DB_USER" "$WRITE_DB_PASSWORD" $WRITE_DATABASES
   # shellcheck disable=SC2086
