@@ -20,7 +20,7 @@ PYTEST_ARGS ?=
 
 help:
 	@echo "make run      set up infrastructure and run write-service, read-service, relay, projector (and Prometheus)"
-	@echo "make test     set up infrastructure and run every test (unit, integration, e2e, deploy)"
+	@echo "make test     set up infrastructure and run every test (unit, integration, e2e, deploy, chaos)"
 	@echo "make lint     ruff"
 	@echo "make bench    the benchmark harness, quick mode (BENCH_ARGS=--full for medians of 3 full runs)"
 	@echo "make experiment NAME=<name> [ARGS=...]   a guided experiment against the running system (docs/lab.md)"
@@ -69,7 +69,7 @@ format: venv
 	$(BIN)/ruff format .
 
 test: venv infra migrate-test
-	$(MAKE) --no-print-directory test-unit test-integration test-e2e test-deploy
+	$(MAKE) --no-print-directory test-unit test-integration test-e2e test-deploy test-chaos
 
 test-unit: venv
 	$(PYTEST) tests/unit $(PYTEST_ARGS)
@@ -107,7 +107,7 @@ test-chaos test-bench: venv infra migrate-test
 		$(PYTEST) tests/integration/read --ds=read_service.settings -m $(MARK) $(PYTEST_ARGS) || [ $$? -eq 5 ]
 	WRITE_DATABASE_URL=$(TEST_WRITE_DATABASE_URL) READ_DATABASE_URL=$(TEST_READ_DATABASE_URL) \
 	TEST_WRITE_RABBITMQ_URL=$(TEST_WRITE_RABBITMQ_URL) TEST_READ_RABBITMQ_URL=$(TEST_READ_RABBITMQ_URL) \
-		$(PYTEST) tests/e2e -m $(MARK) $(PYTEST_ARGS) || [ $$? -eq 5 ]
+		$(PYTEST) tests/e2e tests/chaos -m $(MARK) $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 # The benchmark harness on databases and a vhost of its own (cqrs_write_bench, cqrs_read_bench, cqrs_bench),
 # which it creates, migrates and empties; results in bench/results/. prerequisites.sh installs wrk if missing.
