@@ -17,10 +17,11 @@ import pytest
 from django.db import connection
 
 from cqrs_common.events import EventEnvelope
-from read_service.projections.rebuild import read_models_rebuild
+from read_service.projections.rebuild import RebuildRefused, read_models_rebuild
 from read_service.projections.verify import read_models_verify
 from tests.integration.read.replica_log import (  # noqa: F401
     COLUMNS,
+    LoggedAccount,
     ReplicaLog,
     ledger,
     project,
@@ -199,3 +200,25 @@ def test_the_command_reads_the_event_store_from_its_url(event_store: EventStore)
     assert [rebuilt[name] for name in ("accounts", "lines", "totals")] == [
         built[name] for name in ("accounts", "lines", "totals")
     ]
+
+
+def test_a_rebuild_refuses_when_the_event_store_lacks_or_cannot_give_an_applied_event(
+    event_store: EventStore,
+) -> None:
+    bad = LoggedAccount("bad")
+    history = [*ledger(accounts=5, moves=30, seed=5), bad.opened(), bad.deposited("5.00")]
+    events = event_store.numbered(history)
+    deposited = events[-1]
+    project(events)
+    event_store.publish(events[:-1])  # the deposit has not reached the event store
+    before = _models()
+
+    with pytest.raises(RebuildRefused, match="the log still lacks 1 event"):
+        read_models_rebuild(event_store_dsn=event_store.url, log_wait=0.3)
+    assert _models() == before
+
+    # The store's copy of the deposit is not what the projector applied: the handler refuses it.
+    event_store.publish([replace(deposited, data={"amount": "-5.00"})])
+    with pytest.raises(RebuildRefused, match="could not be applied from the log"):
+        read_models_rebuild(event_store_dsn=event_store.url)
+    assert _models() == before
