@@ -188,14 +188,15 @@ def test_every_bind_mount_source_exists_in_the_repository(compose: dict[str, Any
 
 
 def test_postgres_runs_with_the_native_clusters_settings(compose: dict[str, Any]) -> None:
-    """The -o options infra.sh gives each native cluster are the -c options of its container."""
+    """The settings infra.sh gives each native cluster are the -c options of its container."""
     infra = (REPO / "deploy" / "local" / "infra.sh").read_text()
     for name, cluster in (("write-db", "WRITE_CLUSTER"), ("read-db", "READ_CLUSTER")):
         block = re.search(
             rf'ensure_cluster "\${cluster}".*?\n(?=\s*ensure_cluster|\s*#|\s*ensure_role)', infra, re.S
         )
         assert block, cluster
-        native = set(re.findall(r"-o (\S+)", block.group(0)))
+        native = set(re.findall(r"\b(\w+=\S+)", block.group(0)))
+        assert native, cluster
         command = services(compose)[name]["command"]
         container = {command[i + 1] for i, arg in enumerate(command) if arg == "-c"}
         assert container == native, name
