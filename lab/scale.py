@@ -176,7 +176,8 @@ def run(lab: Lab, report: Report, second: SecondProjector, commands: int, hot: i
         ]
     )
     report.explain(
-        f"Each of the {parked} parked events reached a projector before its predecessor had been committed.\n"
+        f"Each of the {parked} parked events reached a projector before its predecessor had been applied to\n"
+        "the read database (the predecessor was still in the other projector's batch).\n"
         "A projector that applied messages in arrival order would have written those out of order: a\n"
         "statement line with the wrong balance_after, or a withdrawal applied before the deposit it needs.\n"
         "Per-account order holds because the version check and the account lock live in the apply step,\n"
@@ -232,14 +233,20 @@ def _pending_counters(lab: Lab) -> tuple[int, int]:
 
 
 def _settled_pending_counters(lab: Lab, inserted_before: int, deleted_before: int) -> tuple[int, int]:
-    """The counters' growth once they stop moving (backends report statistics within about a second)."""
-    previous = None
-    for _ in range(30):
+    """The counters' growth once every backend has reported. A busy backend reports its statistics about once
+    a second, an idle one only after 10 s of idleness (PostgreSQL 15), so the counters are read until they
+    have not moved for longer than that."""
+    quiet_for = 11.0
+    current = _pending_counters(lab)
+    changed_at = time.monotonic()
+    deadline = changed_at + 45.0
+    while time.monotonic() < deadline:
         time.sleep(0.5)
-        current = _pending_counters(lab)
-        if current == previous and current[0] - inserted_before == current[1] - deleted_before:
+        latest = _pending_counters(lab)
+        if latest != current:
+            current, changed_at = latest, time.monotonic()
+        elif time.monotonic() - changed_at > quiet_for:
             break
-        previous = current
     return current[0] - inserted_before, current[1] - deleted_before
 
 
