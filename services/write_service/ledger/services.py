@@ -9,7 +9,7 @@ nothing. Every command logs one line: `command_handled`, or `command_rejected` w
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from cqrs_common.logging import get_logger
 from write_service.ledger import repository
-from write_service.ledger.domain import Account, DomainError, transfer
+from write_service.ledger.domain import Account, DomainError, DomainEvent, transfer
 from write_service.ledger.domain.currencies import DEFAULT_CURRENCY
 from write_service.ledger.repository import EventMetadata
 
@@ -48,34 +48,37 @@ def account_open(
 def account_deposit(
     *, account_id: UUID, amount: Decimal, expected_version: int | None, correlation_id: str
 ) -> Account:
-    with _handling("deposit", account_id, correlation_id), transaction.atomic():
-        account = repository.account_get_for_update(account_id)
-        account.check_version(expected_version)
-        events = account.deposit(amount)
-        repository.account_save(account, events, _metadata(correlation_id))
-    _handled("deposit", account, correlation_id)
-    return account
+    return _account_change(
+        "deposit", account_id, expected_version, correlation_id, lambda account: account.deposit(amount)
+    )
 
 
 def account_withdraw(
     *, account_id: UUID, amount: Decimal, expected_version: int | None, correlation_id: str
 ) -> Account:
-    with _handling("withdraw", account_id, correlation_id), transaction.atomic():
-        account = repository.account_get_for_update(account_id)
-        account.check_version(expected_version)
-        events = account.withdraw(amount)
-        repository.account_save(account, events, _metadata(correlation_id))
-    _handled("withdraw", account, correlation_id)
-    return account
+    return _account_change(
+        "withdraw", account_id, expected_version, correlation_id, lambda account: account.withdraw(amount)
+    )
 
 
 def account_close(*, account_id: UUID, expected_version: int | None, correlation_id: str) -> Account:
-    with _handling("close", account_id, correlation_id), transaction.atomic():
+    return _account_change("close", account_id, expected_version, correlation_id, Account.close)
+
+
+def _account_change(
+    command: str,
+    account_id: UUID,
+    expected_version: int | None,
+    correlation_id: str,
+    decide: Callable[[Account], list[DomainEvent]],
+) -> Account:
+    """The shape of every single-account command: lock, check If-Match, let the domain decide, save."""
+    with _handling(command, account_id, correlation_id), transaction.atomic():
         account = repository.account_get_for_update(account_id)
         account.check_version(expected_version)
-        events = account.close()
+        events = decide(account)
         repository.account_save(account, events, _metadata(correlation_id))
-    _handled("close", account, correlation_id)
+    _handled(command, account, correlation_id)
     return account
 
 
