@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from dashboard_panels import (
+    RATE,
     dashboard,
     link_to,
     query_variable,
@@ -16,7 +17,6 @@ from dashboard_panels import (
     timeseries,
 )
 
-RATE = "[$__rate_interval]"
 SELECTED = 'job=~"$job", view=~"$view"'
 REQUESTS = "django_http_requests_total_by_view_transport_method_total"
 RESPONSES = "django_http_responses_total_by_status_view_method_total"

@@ -11,6 +11,8 @@ from typing import Any
 DATASOURCE = {"type": "prometheus", "uid": "cqrs-prometheus"}
 SCHEMA_VERSION = 39
 MIB = 1024 * 1024
+# The range every rate() uses: Grafana widens it to at least four scrape intervals.
+RATE = "[$__rate_interval]"
 
 # Alert name -> (the literal after `>` in its expression, the number a panel draws as its red line).
 ALERT_THRESHOLDS: dict[str, tuple[str, float]] = {

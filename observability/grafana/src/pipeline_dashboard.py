@@ -6,6 +6,7 @@ from typing import Any
 
 from dashboard_panels import (
     MIB,
+    RATE,
     dashboard,
     link_to,
     quantiles,
@@ -19,7 +20,6 @@ from dashboard_panels import (
     value_text,
 )
 
-RATE = "[$__rate_interval]"
 _DEAD_LETTERED = "cqrs_events_dead_lettered_total"
 # Dead letters per window. A reason's series is born at its first dead letter with 1 as its first sample,
 # which increase() cannot see, so a series younger than the window counts with its value (as the
