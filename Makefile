@@ -42,12 +42,12 @@ infra:
 migrate: venv infra
 	$(PY) -m write_service migrate --no-input
 	$(PY) -m read_service migrate --no-input
-	bash deploy/local/replication.sh
+	REPLICATION_PAIRS=cqrs_write:cqrs_read bash deploy/local/replication.sh
 
 migrate-test: venv infra
 	WRITE_DATABASE_URL=$(TEST_WRITE_DATABASE_URL) $(PY) -m write_service migrate --no-input -v0
 	READ_DATABASE_URL=$(TEST_READ_DATABASE_URL) $(PY) -m read_service migrate --no-input -v0
-	bash deploy/local/replication.sh
+	REPLICATION_PAIRS=cqrs_write_test:cqrs_read_test bash deploy/local/replication.sh
 
 # Native addresses (CONTRACT.md): write-service 8001, read-service 8002, relay metrics 9101, projector 9102.
 export WRITE_SERVICE_BIND ?= 127.0.0.1:8001
