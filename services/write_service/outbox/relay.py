@@ -159,8 +159,10 @@ class Relay:
         session_listen(self._session)
         self._refresh_gauges(force=True)
         while not self.stopper.requested:
-            published = self._drain_with_retries()
-            self._refresh_gauges(force=published > 0)  # drained: show the backlog at (about) zero at once
+            self._drain_with_retries()
+            # Not forced: two more queries after every drain would sit between the next commit and its
+            # publication. The gauges follow within `metrics_interval`.
+            self._refresh_gauges()
             if self.stopper.requested:
                 break
             session_wait(self._session, self.settings.poll_interval, wake_fds=[self.stopper.fileno()])

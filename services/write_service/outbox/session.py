@@ -38,7 +38,10 @@ def session_open(database: Mapping[str, Any], *, application_name: str) -> Sessi
         keepalives_count=3,
         # A relay killed while a statement runs (say, its UPDATE waits on a lock) must not keep the leadership
         # until the statement ends: the server checks every second that the client is still there.
-        options="-c client_connection_check_interval=1000",
+        # Marks are committed without waiting for the WAL flush: a mark lost in a server crash only means
+        # its events are published again, and the projector ignores duplicates. It takes a disk flush off
+        # every publish cycle, between the next commit and its publication.
+        options="-c client_connection_check_interval=1000 -c synchronous_commit=off",
     )
     connection.autocommit = True
     psycopg2.extras.register_uuid(conn_or_curs=connection)
