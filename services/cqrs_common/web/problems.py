@@ -10,6 +10,7 @@ import json
 from http import HTTPStatus
 from typing import Any
 
+from django.db import InterfaceError, OperationalError
 from django.http import HttpResponse
 from rest_framework import exceptions
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -66,6 +67,17 @@ def _flatten(detail: Any, prefix: str = "") -> dict[str, list[str]]:
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> HttpResponse | None:
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        # The database is unreachable, or the server dropped this worker's connection (a restart). Almost
+        # always nothing was committed; only a connection lost during COMMIT leaves it unknown, which is
+        # what Idempotency-Key is for. Django replaces the broken connection when this request ends.
+        return problem(
+            503,
+            "The database is unavailable. Retry the request; an Idempotency-Key makes the retry safe.",
+            type_="database-unavailable",
+            title="Database unavailable",
+            headers={"Retry-After": "1"},
+        )
     response = drf_exception_handler(exc, context)
     if response is None:
         return None

@@ -107,3 +107,45 @@ def test_a_chunked_body_over_64_kib_is_413(server, token: str) -> None:
     assert content_type == "application/problem+json"
     assert json.loads(body)["status"] == 413
     assert models.Account.objects.get(pk=account_id).version == 1
+
+
+def _post_raw(server: tuple[str, int], token: str, path: str, body: dict) -> tuple[int, dict, str | None]:
+    connection = http.client.HTTPConnection(*server, timeout=10)
+    try:
+        connection.request(
+            "POST",
+            path,
+            body=json.dumps(body),
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        )
+        response = connection.getresponse()
+        return response.status, json.loads(response.read()), response.getheader("Retry-After")
+    finally:
+        connection.close()
+
+
+def test_a_dropped_database_connection_answers_503_once_then_reconnects(server, token: str) -> None:
+    """Without per-request health checks (CONN_HEALTH_CHECKS off), the request that finds its persistent
+    connection dropped by the server gets a retryable 503, changes nothing, and the next one reconnects."""
+    from django.db import connection
+
+    from write_service.ledger import models
+
+    account_id = _post(server, token, "/api/accounts", {"owner": "dropped"})["account_id"]
+    with connection.cursor() as cursor:  # the worker's idle connection: the only other one on this database
+        cursor.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            " AND backend_type = 'client backend'"
+        )
+        assert cursor.fetchone()[0] == 1
+
+    status, body, retry_after = _post_raw(
+        server, token, f"/api/accounts/{account_id}/deposit", {"amount": "5.00"}
+    )
+
+    assert (status, body["status"], retry_after) == (503, 503, "1")
+    assert body["type"].endswith("/database-unavailable")
+    assert models.Account.objects.get(pk=account_id).version == 1
+    status, body, _ = _post_raw(server, token, f"/api/accounts/{account_id}/deposit", {"amount": "5.00"})
+    assert (status, body["balance"]) == (200, "5.00")
