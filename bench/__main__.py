@@ -139,7 +139,7 @@ def _announce(mode: Mode) -> None:
         text = (
             f"{mode.name} mode (shorter than --full): drain of {mode.drain_events:,} events"
             f" (full: {full.drain_events:,}), sustained {mode.sustained_seconds:g} s"
-            f" (full: {full.sustained_seconds:g} s), steady {mode.steady_seconds:g} s"
+            f" (full: {full.sustained_seconds:g} s), steady {mode.steady_seconds:g} s per rate"
             f" (full: {full.steady_seconds:g} s), {mode.runs} run(s) (full: medians of {full.runs})."
             " `make bench BENCH_ARGS=--full` for the full sizes."
         )
@@ -155,7 +155,7 @@ def _expected_seconds(name: str, mode: Mode) -> float:
     return {
         "drain": 6 + mode.drain_events / 1_000,
         "sustained": 5 + mode.sustained_seconds,
-        "steady": 2 + mode.steady_seconds,
+        "steady": 4 + 2 * mode.steady_seconds,
         "http": 4 + 2 * mode.http_seconds,
         "outage": 22 + mode.outage_before_seconds + mode.outage_seconds + mode.outage_after_seconds,
     }[name]

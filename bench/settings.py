@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 STEADY_RATE = 200  # commands per second through HTTP in the steady and outage scenarios
+STEADY_LOW_RATE = 100  # the steady scenario's first phase
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +85,7 @@ class Target:
 TARGETS = (
     Target("drain_events_per_s", 5_000, at_least=True),
     Target("sustained_events_per_s", 1_000, at_least=True),
+    Target("steady_100_lag_p99_ms", 5, at_least=False),
     Target("steady_lag_p99_ms", 15, at_least=False),
     Target("http_deposit_rps", 300, at_least=True),
     Target("outage_recovery_s", 10, at_least=False),
