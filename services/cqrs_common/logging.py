@@ -11,6 +11,7 @@ redacted, credentials inside URLs are masked and long strings are cut.
 
 from __future__ import annotations
 
+import functools
 import logging
 import logging.config
 import re
@@ -42,11 +43,18 @@ def redact_secrets(_logger: Any, _name: str, event_dict: dict[str, Any]) -> dict
     return {key: _scrub(key, value, depth=0) for key, value in event_dict.items()}
 
 
+@functools.lru_cache(maxsize=4096)
+def _sensitive(key: str) -> bool:
+    """Keys repeat from line to line (a few dozen names), so each is matched once per process."""
+    return key not in _NEVER_REDACTED and _SENSITIVE_KEY.search(key) is not None
+
+
 def _scrub(key: Any, value: Any, depth: int) -> Any:
-    if key not in _NEVER_REDACTED and isinstance(key, str) and _SENSITIVE_KEY.search(key):
+    if isinstance(key, str) and _sensitive(key):
         return REDACTED
     if isinstance(value, str):
-        value = _URL_CREDENTIALS.sub(r"\g<head>***@", value)
+        if "@" in value and "://" in value:  # a cheap test first: the pattern needs both
+            value = _URL_CREDENTIALS.sub(r"\g<head>***@", value)
         return value if len(value) <= MAX_STRING else f"{value[:MAX_STRING]}...[{len(value)} chars]"
     if isinstance(value, bytes | bytearray | memoryview):
         return f"[{len(value)} bytes]"
