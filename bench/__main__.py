@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import signal
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -30,6 +31,9 @@ SETUP_SECONDS = 25.0
 
 
 def main(argv: list[str] | None = None) -> int:
+    # The processes it starts run in sessions of their own: SIGTERM must unwind through the `finally` that
+    # stops them (as Ctrl-C does), or they outlive the run and the next one's relay only stands by.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     options = _parser().parse_args(argv)
     mode = MODES["full" if options.full else "tiny" if options.tiny else "quick"]
     if options.runs:
@@ -129,6 +133,10 @@ def _run(
                         broker.result()
                 node.destroy()
     return results, loads, environment
+
+
+def _exit_on_signal(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _announce(mode: Mode) -> None:

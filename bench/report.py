@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import statistics
 import subprocess
 from datetime import datetime
 from pathlib import Path
@@ -136,7 +137,7 @@ def markdown(summary: dict[str, Any]) -> str:
                 else " |"
             )
         lines.append(row)
-    lines += ["", _settings_line(summary), *_path_lines(summary), ""]
+    lines += ["", _settings_line(summary), *_path_lines(summary), *_stage_lines(summary), ""]
     return "\n".join(lines)
 
 
@@ -190,6 +191,33 @@ def _path_lines(summary: dict[str, Any]) -> list[str]:
     if not streaming:
         lines += ["", "The replication stream into the read database was not running at the start."]
     return lines
+
+
+def _stage_lines(summary: dict[str, Any]) -> list[str]:
+    """The steady scenario's lag split by the pipeline's own histograms (medians of the runs' means)."""
+    runs = summary["scenarios"].get("steady", [])
+    phases = []
+    for label, pick in (("100/s", lambda run: run.get("at_100", {})), ("200/s", lambda run: run)):
+        means = [pick(run).get("stage_means_ms") or {} for run in runs]
+        medians = {
+            stage: statistics.median(values)
+            for stage in ("occurred_to_confirmed", "published_to_applied", "occurred_to_applied")
+            if (values := [m[stage] for m in means if m.get(stage) is not None])
+        }
+        if len(medians) == 3:
+            phases.append(
+                f"at {label}, {medians['occurred_to_confirmed']:.1f} ms from occurred_at to the confirm,"
+                f" {medians['published_to_applied']:.1f} ms from publish to applied and committed,"
+                f" {medians['occurred_to_applied']:.1f} ms in all"
+            )
+    if not phases:
+        return []
+    return [
+        "",
+        "Steady lag by stage (means, from the relay's and the projector's histograms): "
+        + "; ".join(phases)
+        + ".",
+    ]
 
 
 def _number(value: float | None, decimals: int) -> str:

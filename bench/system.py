@@ -29,6 +29,7 @@ class BenchSystem:
     write_port: int = field(default_factory=free_port)
     read_port: int = field(default_factory=free_port)
     processes: dict[str, ServiceProcess] = field(default_factory=dict)
+    metrics_ports: dict[str, int] = field(default_factory=dict)  # relay, projector: their /metrics
     _starts: int = 0
 
     @property
@@ -72,13 +73,14 @@ class BenchSystem:
         """Starts the projector and the relay together; returns when both were ready (epoch seconds, from
         their own log lines: the projector connected to the broker, the relay leading)."""
         self._starts += 1
+        self.metrics_ports = {"relay": free_port(), "projector": free_port()}
         projector = ServiceProcess(
             f"projector-{self._starts}",
             [PYTHON, "-m", "read_service", "projector"],
             {
                 "READ_DATABASE_URL": self.databases.read_url,
                 "RABBITMQ_URL": read_broker_url,
-                "PROJECTOR_METRICS_PORT": str(free_port()),
+                "PROJECTOR_METRICS_PORT": str(self.metrics_ports["projector"]),
             },
         ).start()
         relay = relay_process(
@@ -86,7 +88,7 @@ class BenchSystem:
             {
                 "WRITE_DATABASE_URL": self.databases.write_url,
                 "RABBITMQ_URL": write_broker_url,
-                "RELAY_METRICS_PORT": str(free_port()),
+                "RELAY_METRICS_PORT": str(self.metrics_ports["relay"]),
             },
         ).start()
         self.processes["projector"], self.processes["relay"] = projector, relay

@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from bench import stages
 from bench.http_load import PacedLoad, PacedResult
 from bench.readings import AppliedEvent
 from bench.scenarios.common import (
@@ -26,9 +27,9 @@ LOAD_SHARE = 0.45  # of the step's progress bar, per phase
 
 def steady(context: Context) -> ScenarioResult:
     context.pipeline_on_bench_vhost()
-    low_events, low_sent = _phase(context, STEADY_LOW_RATE, 0.0)
+    low_events, low_sent, low_stages = _phase(context, STEADY_LOW_RATE, 0.0)
     started_at = time.time()
-    events, sent = _phase(context, STEADY_RATE, 0.5)
+    events, sent, high_stages = _phase(context, STEADY_RATE, 0.5)
     lag, low_lag = percentiles_ms([e.lag for e in events]), percentiles_ms([e.lag for e in low_events])
     return ScenarioResult(
         metrics={
@@ -46,16 +47,26 @@ def steady(context: Context) -> ScenarioResult:
             "lag_ms": lag,
             "paths": paths([*low_events, *events]),
             **load_details(sent),
-            "at_100": {"events": len(low_events), "lag_ms": low_lag, **load_details(low_sent)},
+            "stage_means_ms": high_stages,
+            "at_100": {
+                "events": len(low_events),
+                "lag_ms": low_lag,
+                "stage_means_ms": low_stages,
+                **load_details(low_sent),
+            },
         },
         series={"lag": lag_points(events, started_at)},
     )
 
 
-def _phase(context: Context, rate: int, start: float) -> tuple[list[AppliedEvent], PacedResult]:
-    """`rate` commands/s for the mode's steady time, then until its events are applied."""
+def _phase(
+    context: Context, rate: int, start: float
+) -> tuple[list[AppliedEvent], PacedResult, dict[str, float | None]]:
+    """`rate` commands/s for the mode's steady time, then until its events are applied; also the mean of
+    each stage of the lag from the relay's and the projector's histograms."""
     readings, seconds = context.readings, context.mode.steady_seconds
     before = readings.last_position()
+    histograms_before = stages.scrape(context.system.metrics_ports)
     load = PacedLoad(context.system.write_api, context.accounts, rate).start()
     try:
         sleep_with_progress(context, seconds, start, LOAD_SHARE, f"{rate} commands/s")
@@ -63,7 +74,8 @@ def _phase(context: Context, rate: int, start: float) -> tuple[list[AppliedEvent
         sent = load.stop()
     committed = readings.committed_after(before)
     wait_applied(context, before, committed.last_position, committed.count, detail="last events")
-    return readings.applied(before, committed.last_position), sent
+    means = stages.means_ms(histograms_before, stages.scrape(context.system.metrics_ports))
+    return readings.applied(before, committed.last_position), sent, means
 
 
 def _rate(sent: PacedResult) -> float | None:
