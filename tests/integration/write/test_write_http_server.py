@@ -67,19 +67,9 @@ def _post_chunked(
 
 
 def _post(server: tuple[str, int], token: str, path: str, body: dict) -> dict:
-    connection = http.client.HTTPConnection(*server, timeout=10)
-    try:
-        connection.request(
-            "POST",
-            path,
-            body=json.dumps(body),
-            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-        )
-        response = connection.getresponse()
-        assert response.status in (200, 201)
-        return json.loads(response.read())
-    finally:
-        connection.close()
+    status, answer, _ = _post_raw(server, token, path, body)
+    assert status in (200, 201)
+    return answer
 
 
 def test_a_chunked_body_is_read(server, token: str) -> None:
