@@ -17,8 +17,9 @@ written in the same transaction as the read-model change, so the two can never d
 Handlers fail rarely, and a savepoint around each event would cost two round trips per event, so a batch
 runs first without them, its tracking rows written together at the end, and its money events (most of the
 traffic) gathered into runs applied by one set-based statement each (`handlers.move_money`; a run ends
-before any other event, so an account's changes keep their order): a batch of a backlog costs a handful
-of round trips instead of one per event. If a handler or a run fails, the transaction is rolled back and
+before any other event, so an account's changes keep their order). The last run goes into the statement
+that records the batch's progress: a batch of money events, a backlog's or a lone deposit's, costs the lock
+and read, one statement and the commit. If a handler or a run fails, the transaction is rolled back and
 the batch runs again event by event, with a savepoint around each (handler and tracking row), so only the
 failing ones are undone.
 
@@ -38,13 +39,22 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
-from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 
 from cqrs_common import metrics
 from cqrs_common.events import EventEnvelope, InvalidEvent, from_dict, routing_key, to_wire
 from cqrs_common.logging import get_logger
 from read_service.projections.dead_letters import DeadLetterEntry, dead_letters_record
-from read_service.projections.handlers import HANDLERS, MOVEMENTS, Handler, Movement, move_money
+from read_service.projections.handlers import (
+    HANDLERS,
+    MOVE_MONEY_CTES,
+    MOVEMENTS,
+    Handler,
+    Movement,
+    check_projected,
+    move_money,
+    move_money_params,
+)
 
 log = get_logger(__name__)
 _stdlib_log = logging.getLogger(__name__)
@@ -111,11 +121,14 @@ def _apply(events: Sequence[EventEnvelope], path: str, refused: list[DeadLetterE
         batch = _Batch(cursor, path, outcome, isolate, {event.aggregate_id for event in events})
         for event in events:
             batch.route(event)
-        batch.finish()
         dead_letters_record([*refused, *batch.dead_letters])
         try:
-            _record_progress(cursor, outcome, batch.untracked)
-        except IntegrityError as exc:  # an event id seen before with another version: find it, one by one
+            _record_progress(cursor, outcome, batch.untracked, batch.movements)
+        except (OperationalError, InterfaceError):
+            raise
+        except Exception as exc:
+            # A money run that failed (an account not projected), or an event id seen before with another
+            # version: the batch is redone event by event, so only the failing events are refused.
             raise _HandlerFailed from exc
         transaction.on_commit(lambda: _observe(outcome, path))
     return outcome
@@ -131,7 +144,9 @@ class _Batch:
         self.isolate = isolate
         self.dead_letters: list[DeadLetterEntry] = []
         self.untracked: list[Applied] = []  # applied without a savepoint; tracked together at the end
-        self.movements: list[Movement] = []  # money events applied without a savepoint, not written yet
+        # Money events applied without a savepoint, not written yet: written before the next other event, and
+        # the last run with the batch's progress (`_record_progress`).
+        self.movements: list[Movement] = []
         self.versions, self.waiting = _lock_and_read(cursor, accounts)
 
     def route(self, event: EventEnvelope) -> None:
@@ -184,15 +199,6 @@ class _Batch:
     def write_movements(self) -> None:
         movements, self.movements = self.movements, []
         move_money(self.cursor, movements)
-
-    def finish(self) -> None:
-        """Writes the last run of movements; if it fails, the batch is redone event by event."""
-        try:
-            self.write_movements()
-        except (OperationalError, InterfaceError):
-            raise
-        except Exception as exc:
-            raise _HandlerFailed from exc
 
     def fail(self, failure: Failure) -> None:
         event = failure.event
@@ -317,46 +323,60 @@ def _track(cursor: Any, event: EventEnvelope, path: str) -> None:
     )
 
 
-def _record_progress(cursor: Any, outcome: ApplyOutcome, untracked: list[Applied]) -> None:
-    """In one statement: the tracking rows not written yet, the counters for /api/projection, and a NOTIFY
-    per changed account (PostgreSQL sends it at commit)."""
+# The tracking rows not written yet, the counters for /api/projection, and a NOTIFY per changed account
+# (PostgreSQL sends it at commit).
+_PROGRESS_CTES = """
+    tracked AS (
+        INSERT INTO applied_events
+               (event_id, aggregate_id, version, position, type, occurred_at, applied_at, path)
+        SELECT event_id, aggregate_id, version, position, type, occurred_at, clock_timestamp(), path
+          FROM unnest(%(event_ids)s::uuid[], %(aggregate_ids)s::uuid[], %(tracked_versions)s::int[],
+                      %(positions)s::bigint[], %(types)s::text[], %(occurred)s::timestamptz[],
+                      %(paths)s::text[])
+               AS t(event_id, aggregate_id, version, position, type, occurred_at, path)
+    ), progress AS (
+        INSERT INTO projector_state AS s (id, mode, events_applied, last_event_at, last_applied_at)
+        VALUES (1, %(mode)s, %(applied)s, %(newest)s, clock_timestamp())
+        ON CONFLICT (id) DO UPDATE SET
+            events_applied = s.events_applied + EXCLUDED.events_applied,
+            last_event_at = greatest(s.last_event_at, EXCLUDED.last_event_at),
+            last_applied_at = EXCLUDED.last_applied_at
+    )
+"""
+_NOTIFY = "SELECT count(pg_notify(%(channel)s, a)) FROM unnest(%(accounts)s::text[]) AS a"
+_RECORD_PROGRESS = f"WITH {_PROGRESS_CTES} {_NOTIFY}"
+# With the batch's last run of money events: data-modifying WITH items all run, each exactly once.
+_MOVE_MONEY_AND_RECORD_PROGRESS = (
+    f"WITH {MOVE_MONEY_CTES}, {_PROGRESS_CTES} SELECT (SELECT count(*) FROM account), ({_NOTIFY})"
+)
+
+
+def _record_progress(
+    cursor: Any, outcome: ApplyOutcome, untracked: list[Applied], movements: list[Movement]
+) -> None:
+    """In one statement: the batch's last run of `movements` (if any), the tracking rows not written yet,
+    the counters and the NOTIFYs. Raises `ProjectionError` if an account of the movements is not projected."""
     if not outcome.applied:
         return
-    cursor.execute(
-        """
-        WITH tracked AS (
-            INSERT INTO applied_events
-                   (event_id, aggregate_id, version, position, type, occurred_at, applied_at, path)
-            SELECT event_id, aggregate_id, version, position, type, occurred_at, clock_timestamp(), path
-              FROM unnest(%(event_ids)s::uuid[], %(aggregate_ids)s::uuid[], %(versions)s::int[],
-                          %(positions)s::bigint[], %(types)s::text[], %(occurred)s::timestamptz[],
-                          %(paths)s::text[])
-                   AS t(event_id, aggregate_id, version, position, type, occurred_at, path)
-        ), progress AS (
-            INSERT INTO projector_state AS s (id, mode, events_applied, last_event_at, last_applied_at)
-            VALUES (1, %(mode)s, %(applied)s, %(newest)s, clock_timestamp())
-            ON CONFLICT (id) DO UPDATE SET
-                events_applied = s.events_applied + EXCLUDED.events_applied,
-                last_event_at = greatest(s.last_event_at, EXCLUDED.last_event_at),
-                last_applied_at = EXCLUDED.last_applied_at
-        )
-        SELECT count(pg_notify(%(channel)s, a)) FROM unnest(%(accounts)s::text[]) AS a
-        """,
-        {
-            "event_ids": [str(item.event.event_id) for item in untracked],
-            "aggregate_ids": [str(item.event.aggregate_id) for item in untracked],
-            "versions": [item.event.aggregate_version for item in untracked],
-            "positions": [item.event.position for item in untracked],
-            "types": [item.event.type for item in untracked],
-            "occurred": [item.event.occurred_at for item in untracked],
-            "paths": [item.path for item in untracked],
-            "mode": outcome.applied[0].path,
-            "applied": len(outcome.applied),
-            "newest": max(item.event.occurred_at for item in outcome.applied),
-            "channel": PROJECTED_CHANNEL,
-            "accounts": sorted({str(item.event.aggregate_id) for item in outcome.applied}),
-        },
-    )
+    params = {
+        "event_ids": [str(item.event.event_id) for item in untracked],
+        "aggregate_ids": [str(item.event.aggregate_id) for item in untracked],
+        "tracked_versions": [item.event.aggregate_version for item in untracked],
+        "positions": [item.event.position for item in untracked],
+        "types": [item.event.type for item in untracked],
+        "occurred": [item.event.occurred_at for item in untracked],
+        "paths": [item.path for item in untracked],
+        "mode": outcome.applied[0].path,
+        "applied": len(outcome.applied),
+        "newest": max(item.event.occurred_at for item in outcome.applied),
+        "channel": PROJECTED_CHANNEL,
+        "accounts": sorted({str(item.event.aggregate_id) for item in outcome.applied}),
+    }
+    if not movements:
+        cursor.execute(_RECORD_PROGRESS, params)
+        return
+    cursor.execute(_MOVE_MONEY_AND_RECORD_PROGRESS, {**params, **move_money_params(movements)})
+    check_projected(movements, cursor.fetchone()[0])
 
 
 @functools.cache

@@ -183,8 +183,10 @@ def _move_money(cursor: Any, movement: Movement) -> None:
 # Many movements in one statement, as if each ran `_MOVE_MONEY` in turn: each account's row is updated once
 # (by the sum of its deltas, to its last version), each line's balance_after is the account's new balance
 # minus the deltas after it (a running sum in version order), each currency's total is updated once.
-_MOVE_MONEY_SET = """
-    WITH moves AS (
+# Kept as the WITH items alone, so the apply step can put a batch's last run into the same statement as the
+# batch's bookkeeping (`account` holds one row per projected account).
+MOVE_MONEY_CTES = """
+    moves AS (
         SELECT * FROM unnest(%(account_ids)s::uuid[], %(versions)s::int[], %(kinds)s::text[],
                              %(amounts)s::numeric[], %(deltas)s::numeric[], %(counterparties)s::uuid[],
                              %(transfer_ids)s::uuid[], %(at)s::timestamptz[])
@@ -210,8 +212,8 @@ _MOVE_MONEY_SET = """
           FROM (SELECT currency, sum(delta) AS delta FROM account GROUP BY currency) c
          WHERE t.currency = c.currency
     )
-    SELECT count(*) FROM account
 """
+_MOVE_MONEY_SET = f"WITH {MOVE_MONEY_CTES} SELECT count(*) FROM account"
 
 
 def move_money(cursor: Any, movements: Sequence[Movement]) -> None:
@@ -219,21 +221,27 @@ def move_money(cursor: Any, movements: Sequence[Movement]) -> None:
     `ProjectionError`, having changed nothing the caller keeps, if any account is not projected."""
     if not movements:
         return
-    cursor.execute(
-        _MOVE_MONEY_SET,
-        {
-            "account_ids": [str(m.account_id) for m in movements],
-            "versions": [m.version for m in movements],
-            "kinds": [m.kind for m in movements],
-            "amounts": [m.amount for m in movements],
-            "deltas": [m.delta for m in movements],
-            "counterparties": [None if m.counterparty is None else str(m.counterparty) for m in movements],
-            "transfer_ids": [None if m.transfer_id is None else str(m.transfer_id) for m in movements],
-            "at": [m.occurred_at for m in movements],
-        },
-    )
+    cursor.execute(_MOVE_MONEY_SET, move_money_params(movements))
+    check_projected(movements, cursor.fetchone()[0])
+
+
+def move_money_params(movements: Sequence[Movement]) -> dict[str, Any]:
+    """The parameters of `MOVE_MONEY_CTES`."""
+    return {
+        "account_ids": [str(m.account_id) for m in movements],
+        "versions": [m.version for m in movements],
+        "kinds": [m.kind for m in movements],
+        "amounts": [m.amount for m in movements],
+        "deltas": [m.delta for m in movements],
+        "counterparties": [None if m.counterparty is None else str(m.counterparty) for m in movements],
+        "transfer_ids": [None if m.transfer_id is None else str(m.transfer_id) for m in movements],
+        "at": [m.occurred_at for m in movements],
+    }
+
+
+def check_projected(movements: Sequence[Movement], projected: int) -> None:
+    """`ProjectionError` unless every account of the movements was updated (`projected` of them were)."""
     accounts = len({m.account_id for m in movements})
-    projected = cursor.fetchone()[0]
     if projected != accounts:
         raise ProjectionError(f"{accounts - projected} of {accounts} accounts are not projected")
 
