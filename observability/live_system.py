@@ -12,8 +12,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,8 +24,15 @@ import requests
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+# This module is imported from observability/ (render_dashboard.py and demo_scenario.py run as scripts there),
+# where the repository's root, and so tests.support, is not on the path.
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from tests.support import system_processes  # noqa: E402
+from tests.support.processes import PYTHON, ServiceProcess, free_port  # noqa: E402
+
 RULES = REPO / "observability" / "prometheus" / "rules"
-BIN = Path(sys.executable).parent
 PROCESSES = ("write-service", "read-service", "relay", "projector")
 READY_AT = {
     "write-service": "/readyz",
@@ -36,6 +41,8 @@ READY_AT = {
     "projector": "/metrics",
     "prometheus": "/-/ready",
 }
+# The services' packages of this checkout, also under a Python where cqrs-lab is not installed.
+_SERVICES_PATH = {"PYTHONPATH": str(REPO / "services")}
 
 
 class PrometheusMissing(RuntimeError):
@@ -43,22 +50,12 @@ class PrometheusMissing(RuntimeError):
 
 
 @dataclass(frozen=True)
-class Environment:
+class Environment(system_processes.Backends):
     """What the system runs against: its two databases, each side's broker URL, and RabbitMQ's metrics."""
 
-    write_database_url: str
-    read_database_url: str
-    write_broker_url: str
-    read_broker_url: str
     rabbitmq_metrics: str  # host:port of the rabbitmq_prometheus plugin
     vhost: str  # the only vhost whose queues are scraped: other vhosts' dead letters are not this system's
     scrape_interval: str = "1s"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_for(check: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
@@ -81,7 +78,7 @@ class LiveSystem:
     environment: Environment
     debug_logs: bool = False  # the relay and the projector log each event (with its correlation id) at DEBUG
     ports: dict[str, int] = field(default_factory=dict)
-    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+    processes: dict[str, ServiceProcess] = field(default_factory=dict)
 
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.ports[name]}"
@@ -97,10 +94,10 @@ class LiveSystem:
         base = self._base_env()
         for module in ("write_service", "read_service"):
             subprocess.run(
-                [BIN / "python", "-m", module, "migrate", "--no-input", "-v0"], env=base, check=True, cwd=REPO
+                [PYTHON, "-m", module, "migrate", "--no-input", "-v0"], env=base, check=True, cwd=REPO
             )
         try:
-            self._start_processes(base)
+            self._start_processes()
             for name, path in READY_AT.items():
                 url = f"{self.url(name)}{path}"
                 wait_for(lambda url=url: requests.get(url, timeout=2).ok, url)
@@ -112,68 +109,44 @@ class LiveSystem:
         return self
 
     def _relay_leads(self) -> bool:
-        return any(line.get("event") == "relay_leadership_acquired" for line in self.log_lines("relay"))
+        return bool(self.processes["relay"].logged(system_processes.RELAY_READY_EVENT))
 
     def stop(self) -> None:
-        for process in self.processes.values():
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-        for process in self.processes.values():
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=5)
+        system_processes.stop(self.processes.values())
 
     def _base_env(self) -> dict[str, str]:
+        """The migrations' environment: the processes are given theirs by system_processes."""
         env = {
             **os.environ,
             "WRITE_DATABASE_URL": self.environment.write_database_url,
             "READ_DATABASE_URL": self.environment.read_database_url,
             "LOG_FORMAT": "json",
-            "WEB_CONCURRENCY": "2",
-            "PYTHONPATH": str(REPO / "services"),
+            **_SERVICES_PATH,
         }
-        env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # gunicorn_conf makes a fresh one per run
+        env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # as for the processes: see system_processes
         return env
 
-    def _start_processes(self, base: dict[str, str]) -> None:
+    def _start_processes(self) -> None:
         env = self.environment
-        gunicorn = [str(BIN / "gunicorn"), "-c", "python:cqrs_common.gunicorn_conf"]
-        for name, module, broker in (
-            ("write-service", "write_service", env.write_broker_url),
-            ("read-service", "read_service", env.read_broker_url),
-        ):
-            self._start(
-                name,
-                [*gunicorn, "--bind", f"127.0.0.1:{self.ports[name]}", f"{module}.wsgi"],
-                {**base, "DJANGO_SETTINGS_MODULE": f"{module}.settings", "RABBITMQ_URL": broker},
+        web = {**_SERVICES_PATH, "WEB_CONCURRENCY": "2"}
+        for name, package in (("write-service", "write_service"), ("read-service", "read_service")):
+            self.processes[name] = system_processes.web_service(
+                name, package, self.ports[name], env, web, self._log(name)
             )
-        level = "DEBUG" if self.debug_logs else "INFO"
-        self._start(
+        pipeline = {**_SERVICES_PATH, "LOG_LEVEL": "DEBUG" if self.debug_logs else "INFO"}
+        self.processes["relay"] = system_processes.relay(
             "relay",
-            [str(BIN / "python"), "-m", "write_service", "relay"],
-            {
-                **base,
-                "LOG_LEVEL": level,
-                "RABBITMQ_URL": env.write_broker_url,
-                "RELAY_METRICS_PORT": str(self.ports["relay"]),
-                "RELAY_POLL_INTERVAL_SECONDS": "0.2",
-            },
+            env,
+            self.ports["relay"],
+            {**pipeline, "RELAY_POLL_INTERVAL_SECONDS": "0.2"},
+            self._log("relay"),
         )
-        self._start(
-            "projector",
-            [str(BIN / "python"), "-m", "read_service", "projector"],
-            {
-                **base,
-                "LOG_LEVEL": level,
-                "RABBITMQ_URL": env.read_broker_url,
-                "PROJECTOR_METRICS_PORT": str(self.ports["projector"]),
-            },
+        self.processes["projector"] = system_processes.projector(
+            "projector", env, self.ports["projector"], pipeline, self._log("projector")
         )
         config = self.home / "prometheus.yml"
         config.write_text(yaml.safe_dump(self.prometheus_config()))
-        self._start(
+        self.processes["prometheus"] = ServiceProcess(
             "prometheus",
             [
                 "prometheus",
@@ -181,19 +154,12 @@ class LiveSystem:
                 f"--storage.tsdb.path={self.home / 'tsdb'}",
                 f"--web.listen-address=127.0.0.1:{self.ports['prometheus']}",
             ],
-            dict(os.environ),
-        )
+            {},
+            log_path=self._log("prometheus"),
+        ).start()
 
-    def _start(self, name: str, command: list[str], env: dict[str, str]) -> None:
-        with (self.home / f"{name}.log").open("w") as log:
-            self.processes[name] = subprocess.Popen(
-                command,
-                cwd=REPO,
-                env={**env, "SERVICE_NAME": name},
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # stopped as a group: gunicorn's workers go with their master
-            )
+    def _log(self, name: str) -> Path:
+        return self.home / f"{name}.log"
 
     def prometheus_config(self) -> dict:
         """prometheus.native.yml's jobs, pointed at this system's ports."""
@@ -234,7 +200,7 @@ class LiveSystem:
 
     def log_lines(self, name: str) -> list[dict]:
         lines = []
-        for line in (self.home / f"{name}.log").read_text().splitlines():
+        for line in self._log(name).read_text().splitlines():
             try:
                 parsed = json.loads(line)
             except ValueError:
@@ -247,8 +213,6 @@ class LiveSystem:
 def private_broker_with_metrics():
     """A RabbitMQ node of its own (tests/support/private_rabbitmq.py) with the rabbitmq_prometheus plugin on a
     free port: a broker this system may stop and start, with the metrics the dashboards read."""
-    if str(REPO) not in sys.path:
-        sys.path.insert(0, str(REPO))
     from tests.support.private_rabbitmq import PrivateRabbitMQ
 
     node = PrivateRabbitMQ()

@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -28,11 +26,11 @@ import pytest
 import requests
 
 from cqrs_common.messaging import DEAD_LETTER_QUEUE, PROJECTOR_QUEUE, Consumer
+from tests.support import system_processes
 from tests.support.private_rabbitmq import PrivateRabbitMQ
-from tests.support.processes import PYTHON, REPO, ServiceProcess, eventually, free_port, relay_process
+from tests.support.processes import PYTHON, REPO, ServiceProcess, eventually, free_port
 from tests.support.replication import event_positions_kept, replica_reset
 
-GUNICORN = str(Path(sys.executable).parent / "gunicorn")
 TOKEN = "e2e-token"
 DEFAULTS = {
     "WRITE_DATABASE_URL": "postgres://cqrs_write:cqrs_write@127.0.0.1:5433/cqrs_write_test",
@@ -47,25 +45,15 @@ def setting(name: str) -> str:
 
 
 @dataclass
-class System:
-    """The four processes of one running system, their addresses, and helpers to drive and inspect it."""
+class System(system_processes.RunningSystem):
+    """The four processes of one running system (`processes`, by role), their addresses (`write_api`,
+    `read_api`), and helpers to drive and inspect it."""
 
     write_database_url: str
     read_database_url: str
     write_broker_url: str
     read_broker_url: str
-    write_port: int = field(default_factory=free_port)
-    read_port: int = field(default_factory=free_port)
-    processes: dict[str, ServiceProcess] = field(default_factory=dict)
     relay_count: int = 0
-
-    @property
-    def write_api(self) -> str:
-        return f"http://127.0.0.1:{self.write_port}"
-
-    @property
-    def read_api(self) -> str:
-        return f"http://127.0.0.1:{self.read_port}"
 
     # ---------------------------------------------------------------------------------------- processes
 
@@ -93,67 +81,37 @@ class System:
 
     def start(self) -> System:
         self.prepare()
-        self.processes["write-service"] = self._web("write-service", "write_service", self.write_port)
-        self.processes["read-service"] = self._web("read-service", "read_service", self.read_port)
+        self.start_web_services(
+            self.backends, {"CQRS_API_TOKENS": TOKEN}, workers={"write-service": 4, "read-service": 3}
+        )
         self.start_projector()
         self.start_relay()
-        for api in (self.write_api, self.read_api):
-            eventually(lambda api=api: _ready(api), timeout=30, what=f"{api}/readyz")
+        self.wait_until_web_ready(timeout=30)
         return self
 
     def stop(self) -> None:
-        for process in self.processes.values():
-            process.terminate()
+        system_processes.stop(self.processes.values())
 
-    def _web(self, name: str, package: str, port: int) -> ServiceProcess:
-        return ServiceProcess(
-            name,
-            [
-                GUNICORN,
-                "-c",
-                "python:cqrs_common.gunicorn_conf",
-                "--bind",
-                f"127.0.0.1:{port}",
-                f"{package}.wsgi",
-            ],
-            {
-                "DJANGO_SETTINGS_MODULE": f"{package}.settings",
-                "WRITE_DATABASE_URL": self.write_database_url,
-                "READ_DATABASE_URL": self.read_database_url,
-                "RABBITMQ_URL": self.write_broker_url if package == "write_service" else self.read_broker_url,
-                "CQRS_API_TOKENS": TOKEN,
-                "WEB_CONCURRENCY": "4" if package == "write_service" else "3",
-            },
-        ).start()
+    @property
+    def backends(self) -> system_processes.Backends:
+        return system_processes.Backends(
+            self.write_database_url, self.read_database_url, self.write_broker_url, self.read_broker_url
+        )
 
     def start_relay(self) -> ServiceProcess:
         """Starts a relay (the old one, if any, must be stopped or killed first) and waits until it leads."""
         self.relay_count += 1
-        relay = relay_process(
-            f"relay-{self.relay_count}",
-            {
-                "WRITE_DATABASE_URL": self.write_database_url,
-                "RABBITMQ_URL": self.write_broker_url,
-                "RELAY_METRICS_PORT": str(free_port()),
-                "RELAY_MAX_BACKOFF_SECONDS": "1",
-            },
-        ).start()
+        relay = system_processes.relay(
+            f"relay-{self.relay_count}", self.backends, free_port(), {"RELAY_MAX_BACKOFF_SECONDS": "1"}
+        )
         self.processes["relay"] = relay
-        relay.wait_for_log("relay_leadership_acquired", timeout=30)
+        relay.wait_for_log(system_processes.RELAY_READY_EVENT, timeout=30)
         return relay
 
     def start_projector(self) -> ServiceProcess:
-        projector = ServiceProcess(
-            "projector",
-            [PYTHON, "-m", "read_service", "projector"],
-            {
-                "READ_DATABASE_URL": self.read_database_url,
-                "RABBITMQ_URL": self.read_broker_url,
-                "PROJECTOR_METRICS_PORT": str(free_port()),
-            },
-        ).start()
+        projector = system_processes.projector("projector", self.backends, free_port())
         self.processes["projector"] = projector
-        projector.wait_for_log("broker_connected", timeout=30)
+        projector.wait_for_log(system_processes.PROJECTOR_READY_EVENT, timeout=30)
         return projector
 
     def metric(self, process: str, name: str, labels: str = "") -> float:
@@ -228,13 +186,6 @@ class System:
             lambda: self.converged(session, truth), timeout=timeout, interval=0.2, what="the read side"
         )
         return truth
-
-
-def _ready(api: str) -> bool:
-    try:
-        return requests.get(f"{api}/readyz", timeout=2).status_code == 200
-    except requests.RequestException:
-        return False
 
 
 def system_on(write_broker_url: str, read_broker_url: str) -> Iterator[System]:

@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 REPO = Path(__file__).resolve().parents[2]
 PYTHON = str(Path(sys.executable))
@@ -39,18 +39,24 @@ def eventually(condition: Callable[[], Any], timeout: float, interval: float = 0
 
 
 class ServiceProcess:
-    """One process of the system, its stderr log lines (JSON) collected in the background."""
+    """One process of the system, its stderr log lines (JSON) collected in the background, and copied to
+    `log_path` when one is given (a file to read after the run, or while it goes on)."""
 
-    def __init__(self, name: str, argv: Sequence[str], env: Mapping[str, str]) -> None:
+    def __init__(
+        self, name: str, argv: Sequence[str], env: Mapping[str, str], log_path: Path | None = None
+    ) -> None:
         self.name = name
         self.argv = list(argv)
         self.env = {**os.environ, "LOG_FORMAT": "json", "SERVICE_NAME": name, **env}
+        self.log_path = log_path
         self.lines: list[dict[str, Any]] = []
         self.raw: list[str] = []
         self.process: subprocess.Popen[str] | None = None
         self._lock = threading.Lock()
 
     def start(self) -> ServiceProcess:
+        # Opened here, not in the thread: the file exists as soon as the process does.
+        log = self.log_path.open("w") if self.log_path is not None else None
         self.process = subprocess.Popen(
             self.argv,
             cwd=REPO,
@@ -61,12 +67,15 @@ class ServiceProcess:
             text=True,
             start_new_session=True,  # a signal to the test's process group never reaches it
         )
-        threading.Thread(target=self._collect, daemon=True, name=f"log-{self.name}").start()
+        threading.Thread(target=self._collect, args=(log,), daemon=True, name=f"log-{self.name}").start()
         return self
 
-    def _collect(self) -> None:
+    def _collect(self, log: TextIO | None) -> None:
         assert self.process is not None and self.process.stdout is not None
         for line in self.process.stdout:
+            if log is not None:
+                log.write(line)
+                log.flush()  # each line readable at once, as a test polls the file for an event
             with self._lock:
                 self.raw.append(line.rstrip("\n"))
                 try:
@@ -75,6 +84,8 @@ class ServiceProcess:
                     continue
                 if isinstance(parsed, dict):
                     self.lines.append(parsed)
+        if log is not None:
+            log.close()
 
     def logged(self, event: str, **fields: Any) -> list[dict[str, Any]]:
         with self._lock:
@@ -127,5 +138,5 @@ class ServiceProcess:
         return self.process.returncode
 
 
-def relay_process(name: str, env: Mapping[str, str]) -> ServiceProcess:
-    return ServiceProcess(name, [PYTHON, "-m", "write_service", "relay"], env)
+def relay_process(name: str, env: Mapping[str, str], log_path: Path | None = None) -> ServiceProcess:
+    return ServiceProcess(name, [PYTHON, "-m", "write_service", "relay"], env, log_path=log_path)
