@@ -43,7 +43,7 @@ RATE_INTERVAL = "30s"  # with 1 s scrapes, long enough to hold the whole drive b
 # Dashboard expressions without data while the system is healthy, and how the drive causes each condition.
 CAUSED = {
     "cqrs-api: Server errors (5xx) per endpoint (A)": "a read whose database session is terminated while the"
-    " statement runs (what a failover or an operator's pg_terminate_backend does) answers 500, twice",
+    " statement runs (what a failover or an operator's pg_terminate_backend does) answers 503, twice",
     "cqrs-api: New connections and errors (B)": "the same reads' failed statements count in"
     " django_db_errors_total",
     "cqrs-pipeline: Dead-lettered messages (A)": "two unparseable messages published to cqrs.events are"
@@ -168,7 +168,7 @@ def _read_on_a_terminated_session(system) -> requests.Response:
 
     The statement is held in place by an exclusive lock on account_view (the read-service's role owns the
     table); its session is found by the account id in its text and terminated, as a failover or an operator
-    would. Connections are health-checked only when a request starts, so this read fails and answers 500.
+    would. The read fails and answers 503 (database unavailable, retry).
     """
     account_id = str(uuid.uuid4())  # no such account: it only names the statement
     locker = psycopg2.connect(READ_DATABASE_URL)
@@ -204,8 +204,8 @@ def _cause_server_errors(system) -> list[requests.Response]:
     rate() cannot see, so only the second one shows as a rate above 0."""
     first = _read_on_a_terminated_session(system)
     _wait_for(
-        lambda: system.query('django_http_responses_total_by_status_total{job="read-service", status="500"}'),
-        "the first 500 in Prometheus",
+        lambda: system.query('django_http_responses_total_by_status_total{job="read-service", status="503"}'),
+        "the first 503 in Prometheus",
     )
     return [first, _read_on_a_terminated_session(system)]
 
@@ -355,8 +355,9 @@ def test_caused_conditions_show_on_their_panels(driven):
 
 def test_server_errors_answer_problem_json_and_are_logged_with_their_correlation_id(driven):
     for answer in driven.server_errors:
-        assert answer.status_code == 500, answer.text
+        assert answer.status_code == 503, answer.text
         assert answer.headers["Content-Type"] == "application/problem+json"
+        assert answer.headers["Retry-After"] == "1"
         correlation_id = answer.headers["X-Correlation-ID"]
         logged = [
             line

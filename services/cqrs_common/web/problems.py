@@ -15,6 +15,10 @@ from django.http import HttpResponse
 from rest_framework import exceptions
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from cqrs_common.logging import get_logger
+
+log = get_logger(__name__)
+
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 PROBLEM_BASE = "https://cqrs-lab.example/problems/"
 
@@ -71,6 +75,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> HttpResponse |
         # The database is unreachable, or the server dropped this worker's connection (a restart). Almost
         # always nothing was committed; only a connection lost during COMMIT leaves it unknown, which is
         # what Idempotency-Key is for. Django replaces the broken connection when this request ends.
+        # Logged here, while the request's correlation id is bound: every 5xx leaves an error line.
+        log.error("database_unavailable", error=str(exc).strip(), exception_type=type(exc).__name__)
         return problem(
             503,
             "The database is unavailable. Retry the request; an Idempotency-Key makes the retry safe.",
