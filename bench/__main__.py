@@ -99,6 +99,9 @@ def _run(
                         " read in this run"
                     )
                 readings = Readings(databases)
+                # Before anything of the run is started: how long a wake-up of PostgreSQL takes on this
+                # machine today. It varies with the host, and every stage of the pipeline is made of them.
+                round_trip_ms = readings.round_trip_ms()
                 progress.update(0.6, "starting write-service, read-service, relay, projector")
                 system.start_web()
                 context = Context(mode, databases, system, readings, progress, private_broker=broker)
@@ -122,6 +125,7 @@ def _run(
                 "commit": report.git_commit(),
                 **readings.server_versions(),
                 "replication_streaming_at_start": replication_problem is None,
+                "postgresql_round_trip_ms": round_trip_ms,
             }
         finally:
             system.stop()

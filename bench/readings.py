@@ -4,6 +4,8 @@ on the read side (`applied_events.applied_at`, the read database's clock inside 
 
 from __future__ import annotations
 
+import statistics
+import time
 from dataclasses import dataclass
 
 import psycopg2
@@ -100,6 +102,17 @@ class Readings:
             [after, cutoff],
         )
         return applied >= committed
+
+    def round_trip_ms(self, samples: int = 200) -> float:
+        """Median time of `SELECT 1` on the write database, in milliseconds."""
+        times = []
+        with self._write.cursor() as cursor:
+            for _ in range(samples):
+                began = time.perf_counter()
+                cursor.execute("SELECT 1")
+                cursor.fetchone()
+                times.append(time.perf_counter() - began)
+        return round(statistics.median(times) * 1000, 3)
 
     def dead_lettered(self) -> int:
         return self._one(self._read, "SELECT count(*) FROM dead_letters")

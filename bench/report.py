@@ -150,16 +150,22 @@ def git_commit() -> str:
 
 
 def _machine_line(summary: dict[str, Any]) -> str:
-    machine = summary["machine"]
+    """The machine, how busy it was before the run (during it, the run's own processes load it), and the
+    PostgreSQL round trip measured before the run."""
+    machine, environment = summary["machine"], summary["environment"]
+    before = machine.get("load_average_by_step", {}).get("set-up", {}).get("start")
+    round_trip = environment.get("postgresql_round_trip_ms")
     return (
         f"{machine['cores']} cores ({machine['cpu_model']}), {machine['memory_gib']} GiB;"
-        f" 1-minute load average up to {machine['load_average_1m_max']} during the run"
+        + (f" 1-minute load average {before} before the run," if before is not None else "")
+        + f" up to {machine['load_average_1m_max']} during it (its own processes included)"
         + (
             " (the machine was busy with other work: numbers are noisy)"
-            if machine["load_average_1m_max"] > 1.0
+            if before is not None and before > 1.0
             else ""
         )
-        + f". Code at {summary['environment'].get('commit', '?')}."
+        + (f"; PostgreSQL round trip (SELECT 1) {round_trip} ms before the run" if round_trip else "")
+        + f". Code at {environment.get('commit', '?')}."
     )
 
 

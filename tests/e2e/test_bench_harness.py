@@ -71,6 +71,7 @@ def test_the_results_hold_every_promised_key_with_plausible_numbers(results: Pat
     machine = summary["machine"]
     assert machine["cores"] == os.cpu_count() and machine["cpu_model"]
     assert machine["load_average_1m_max"] >= 0
+    assert 0 < summary["environment"]["postgresql_round_trip_ms"] < 100
     assert set(summary["targets"]) >= {
         "drain_events_per_s",
         "steady_100_lag_p99_ms",
@@ -103,6 +104,7 @@ def test_the_table_and_the_plots_are_written(results: Path) -> None:
         "outage",
     ):
         assert f"| {label}" in table, label
+    assert "PostgreSQL round trip (SELECT 1)" in table and "Steady lag by stage" in table
     stamped = [path for path in results.glob("*.json") if path.name != "latest.json"]
     assert len(stamped) == 1 and stamped[0].read_text() == (results / "latest.json").read_text()
     for name in ("latest-lag.png", "latest-lag-histogram.png", "latest-throughput.png"):
