@@ -164,7 +164,11 @@ def _machine_line(summary: dict[str, Any]) -> str:
             if before is not None and before > 1.0
             else ""
         )
-        + (f"; PostgreSQL round trip (SELECT 1) {round_trip} ms before the run" if round_trip else "")
+        + (
+            f"; PostgreSQL round trip (SELECT 1 after 5 ms idle) {round_trip} ms before the run"
+            if round_trip
+            else ""
+        )
         + f". Code at {environment.get('commit', '?')}."
     )
 

@@ -104,7 +104,7 @@ def test_the_table_and_the_plots_are_written(results: Path) -> None:
         "outage",
     ):
         assert f"| {label}" in table, label
-    assert "PostgreSQL round trip (SELECT 1)" in table and "Steady lag by stage" in table
+    assert "PostgreSQL round trip (SELECT 1 after 5 ms idle)" in table and "Steady lag by stage" in table
     stamped = [path for path in results.glob("*.json") if path.name != "latest.json"]
     assert len(stamped) == 1 and stamped[0].read_text() == (results / "latest.json").read_text()
     for name in ("latest-lag.png", "latest-lag-histogram.png", "latest-throughput.png"):
