@@ -158,7 +158,7 @@ def _machine_line(summary: dict[str, Any]) -> str:
     return (
         f"{machine['cores']} cores ({machine['cpu_model']}), {machine['memory_gib']} GiB;"
         + (f" 1-minute load average {before} before the run," if before is not None else "")
-        + f" up to {machine['load_average_1m_max']} during it (its own processes included)"
+        + f" up to {machine['load_average_1m_max']} during it, its own processes included"
         + (
             " (the machine was busy with other work: numbers are noisy)"
             if before is not None and before > 1.0
