@@ -47,17 +47,7 @@ def _lag_over_time(pyplot: Any, series: dict[str, dict]) -> Any:
         axis.set_ylabel("lag (ms)")
         if name == "outage":
             axis.set_yscale("log")
-            for label, at in series[name].get("marks", {}).items():
-                axis.axvline(at, color="grey", linestyle="--", linewidth=1)
-                axis.annotate(
-                    label,
-                    (at, 1),
-                    xycoords=("data", "axes fraction"),
-                    rotation=90,
-                    va="top",
-                    ha="right",
-                    fontsize=8,
-                )
+            _mark_moments(axis, series[name].get("marks", {}), linestyle="--")
             axis.axhline(series[name]["normal_lag_ms"], color="tab:green", linewidth=1, label="normal lag")
             axis.legend(loc="upper left", fontsize=8)
         axis.grid(alpha=0.3)
@@ -99,17 +89,7 @@ def _throughput(pyplot: Any, series: dict[str, dict]) -> Any:
             axis.plot(*zip(*committed, strict=True), color="grey", linestyle="--", label="committed")
         for path, counts in sorted(throughput["applied"].items()):
             axis.plot(*zip(*counts, strict=True), color=PATH_COLOURS.get(path), label=f"applied via {path}")
-        for label, at in series[name].get("marks", {}).items():
-            axis.axvline(at, color="grey", linestyle=":", linewidth=1)
-            axis.annotate(
-                label,
-                (at, 1),
-                xycoords=("data", "axes fraction"),
-                rotation=90,
-                va="top",
-                ha="right",
-                fontsize=8,
-            )
+        _mark_moments(axis, series[name].get("marks", {}), linestyle=":")
         origin = "relay and projector ready" if name == "drain" else "the load started"
         axis.set_title(f"{name}: events per second")
         axis.set_xlabel(f"seconds since {origin}")
@@ -118,3 +98,12 @@ def _throughput(pyplot: Any, series: dict[str, dict]) -> Any:
         axis.grid(alpha=0.3)
     figure.tight_layout()
     return figure
+
+
+def _mark_moments(axis: Any, marks: dict[str, float], linestyle: str) -> None:
+    """A labelled vertical line at each moment of a scenario (broker down, broker back, ...)."""
+    for label, at in marks.items():
+        axis.axvline(at, color="grey", linestyle=linestyle, linewidth=1)
+        axis.annotate(
+            label, (at, 1), xycoords=("data", "axes fraction"), rotation=90, va="top", ha="right", fontsize=8
+        )
