@@ -5,10 +5,11 @@ Means over a phase, from the change of each histogram's `_sum` and `_count` betw
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import requests
+
+from tests.support.system_processes import metrics_sample
 
 HISTOGRAMS = {
     "relay": ("cqrs_publish_lag_seconds",),
@@ -39,10 +40,9 @@ def scrape(ports: dict[str, int]) -> Totals:
         except requests.RequestException:
             continue
         for name in names:
-            count = re.search(rf"^{name}_count\s+(\S+)$", text, re.M)
-            total = re.search(rf"^{name}_sum\s+(\S+)$", text, re.M)
-            if count and total:
-                values[name] = (float(count.group(1)), float(total.group(1)))
+            count, total = metrics_sample(text, f"{name}_count"), metrics_sample(text, f"{name}_sum")
+            if count is not None and total is not None:
+                values[name] = (count, total)
     return Totals(values)
 
 

@@ -120,11 +120,8 @@ class System(system_processes.RunningSystem):
             "RELAY_METRICS_PORT" if process == "relay" else "PROJECTOR_METRICS_PORT"
         ]
         text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
-        wanted = f"{name}{{{labels}}}" if labels else name
-        for line in text.splitlines():
-            if line.startswith(wanted + " "):
-                return float(line.rsplit(" ", 1)[1])
-        return 0.0
+        value = system_processes.metrics_sample(text, name, labels)
+        return 0.0 if value is None else value
 
     # ------------------------------------------------------------------------------------------- the API
 
