@@ -100,8 +100,8 @@ def web_service(
 
 
 def wait_until_ready(*apis: str, timeout: float) -> None:
-    """Waits until every web service (its base URL) answers /readyz with 200: its database and broker are
-    reachable."""
+    """Waits until every web service (its base URL) answers /readyz with 200: its own database answers
+    (readiness checks nothing else; the broker is the relay's and the projector's concern)."""
     for api in apis:
         eventually(lambda api=api: _ready(api), timeout=timeout, what=f"{api}/readyz")
 
