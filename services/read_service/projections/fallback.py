@@ -4,7 +4,8 @@ Runs in a thread of its own beside the consuming loop, with its own database con
 thread) and on its own cadence, so the broker path never pays for it. Each round:
 
 1. gaps: events parked in `pending_events` wait for a predecessor; whatever of those the replica holds is
-   applied at once (the broker may bring it late or never);
+   applied at once (the broker may bring it late or never), and parked events that wait for nothing any
+   more (their predecessor applied without draining them, as a rebuild's swap can leave it) are applied;
 2. scan: replica rows past the cursor, in commit order (`replica.py`). Rows the read side does not know yet
    are applied when due: once older than the grace period while the broker path is active (it had its
    chance), at once while it is not. The cursor then moves to just before the first row still inside its
@@ -29,7 +30,7 @@ from django.db import connection
 
 from cqrs_common import metrics
 from cqrs_common.logging import get_logger
-from read_service.projections.apply import REPLICATION, apply_events
+from read_service.projections.apply import REPLICATION, apply_events, parked_ready_drain
 from read_service.projections.replica import (
     REPLICA_TABLE,
     STREAMING,
@@ -99,12 +100,13 @@ class ReplicationFallback:
         return applied + self.scan(grace_seconds=None if mode == REPLICATION else self.settings.grace_seconds)
 
     def fill_gaps(self) -> int:
+        applied = len(parked_ready_drain(path=REPLICATION, limit=self.settings.batch_size).applied)
         wires = replica_rows_missing(limit=self.settings.batch_size, table=self.settings.table)
         if not wires:
-            return 0
-        applied = self._apply(wires)
-        log.info("gaps_filled", events=len(wires), applied=applied)
-        return applied
+            return applied
+        filled = self._apply(wires)
+        log.info("gaps_filled", events=len(wires), applied=filled)
+        return applied + filled
 
     def scan(self, *, grace_seconds: float | None) -> int:
         """Applies due rows past the cursor and moves the cursor; returns how many events were applied."""

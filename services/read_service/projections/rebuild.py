@@ -16,7 +16,10 @@ Steps, while the live models keep being served and the projector keeps applying:
    (if the log has not received one yet, wait for it; if the rebuild could not apply one, give up); copy the
    live tracking times, move parked events along, set the counters; then, in ACCESS EXCLUSIVE mode, drop
    the live tables and move the shadow ones into `public`. Queries that arrive meanwhile wait and then read
-   the new tables; none sees an empty or half-built model.
+   the new tables; none sees an empty or half-built model;
+4. drain: a parked event whose predecessor the rebuild applied (the live table parked it, the shadow caught
+   up to it) is next now, and nothing that arrives later would apply it: such events are applied right
+   after the swap commits (the replication fallback's rounds do the same, should this step not run).
 
 Locks are taken with a short `lock_timeout` below `deadlock_timeout`: if a reader or the projector holds
 what the swap needs, the swap gives way and retries (the projector is never made a deadlock victim).
@@ -36,7 +39,7 @@ from django.db import DatabaseError, OperationalError, connection, transaction
 
 from cqrs_common.events import InvalidEvent
 from cqrs_common.logging import get_logger
-from read_service.projections.apply import PROJECTED_CHANNEL, REPLICATION, apply_events
+from read_service.projections.apply import PROJECTED_CHANNEL, REPLICATION, apply_events, parked_ready_drain
 from read_service.projections.event_log import EventLog, event_from_row, event_log_open
 
 log = get_logger(__name__)
@@ -65,6 +68,7 @@ class RebuildReport:
     failed: list[UUID] = field(default_factory=list)  # handler failed: the account stops there, as live
     unreadable: list[str] = field(default_factory=list)  # rows that are not valid events
     parked: int = 0  # events left waiting for a predecessor that never came
+    drained: int = 0  # parked events the swap made next, applied after it
     build_seconds: float = 0.0
     swap_seconds: float = 0.0
     projector_paused_seconds: float = 0.0  # EXCLUSIVE locks held: the projector waited this long at most
@@ -106,6 +110,7 @@ def read_models_rebuild(
             swap_started = time.monotonic()
             _swap(build, lock_timeout, log_wait)
             report.swap_seconds = time.monotonic() - swap_started
+            report.drained = _drain_ready()
         finally:
             event_log.close()
             _shadow_drop()
@@ -217,6 +222,18 @@ def _swap(build: _Build, lock_timeout: float, log_wait: float) -> None:
             build.report.lock_retries += 1
             log.info("rebuild_swap_deferred", retries=build.report.lock_retries)
             time.sleep(random.uniform(0.05, 0.25))
+
+
+def _drain_ready() -> int:
+    """Applies the parked events that are next since the swap. After it commits, not in it: the apply step
+    takes account locks, which a projector waiting on the swap's table locks may hold (a deadlock); the
+    projector applying meanwhile is harmless, the versions are read again under the account locks."""
+    drained = 0
+    while True:
+        outcome = parked_ready_drain(path=REPLICATION)
+        drained += len(outcome.applied)
+        if not outcome.applied:
+            return drained
 
 
 def _last_catch_up(build: _Build, log_wait: float) -> None:

@@ -249,6 +249,29 @@ def test_a_row_that_is_no_event_stops_its_account_as_the_projector_would(replica
         assert cursor.fetchall() == [(frozen.account_id, 3)]
 
 
+def test_a_parked_event_the_rebuild_made_next_is_applied(replica_log: ReplicaLog) -> None:
+    """The live projector parked version 3 (version 2 never came by the broker); the log holds 2, not 3 yet.
+    The rebuild applies 2: 3 is next then, and must not wait for an event that will never come."""
+    alice = LoggedAccount("alice")
+    opened, second, third = alice.opened(), alice.deposited("2.00"), alice.deposited("3.00")
+    replica_log.append([opened, second])
+    project([opened, third])
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT version FROM pending_events")
+        assert cursor.fetchall() == [(3,)]
+
+    report = read_models_rebuild()
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT version, balance FROM account_view")
+        assert cursor.fetchall() == [(3, Decimal("5.00"))]
+        cursor.execute("SELECT count(*) FROM pending_events")
+        assert cursor.fetchone()[0] == 0
+        cursor.execute("SELECT version FROM applied_events ORDER BY version")
+        assert cursor.fetchall() == [(1,), (2,), (3,)]
+    assert report.drained == 1
+
+
 def test_a_rebuild_waits_for_the_log_only_so_long(replica_log: ReplicaLog) -> None:
     events = ledger(accounts=5, moves=30)
     replica_log.append(events[:-1])  # the last event never reaches the log

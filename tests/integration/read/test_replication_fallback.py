@@ -22,7 +22,13 @@ from cqrs_common.events import EventEnvelope
 from cqrs_common.messaging import BrokerError, Consumer
 from read_service.projections.apply import BROKER, REPLICATION, apply_events
 from read_service.projections.fallback import FallbackSettings, ReplicationFallback
-from read_service.projections.models import AccountView, AppliedEvent, DeadLetter, ProjectorState
+from read_service.projections.models import (
+    AccountView,
+    AppliedEvent,
+    DeadLetter,
+    PendingEvent,
+    ProjectorState,
+)
 from read_service.projections.projector import Projector
 from read_service.projections.replica import (
     ABSENT,
@@ -187,6 +193,37 @@ def test_the_predecessor_a_parked_event_waits_for_is_filled_from_the_replica_at_
 
     assert _balance(alice) == Decimal("7.00")
     assert _paths(alice) == [(1, BROKER), (2, BROKER), (3, REPLICATION), (4, BROKER)]
+    assert fallback.round(BROKER) == 0
+
+
+def test_a_parked_event_that_is_next_already_is_applied_by_the_next_round(
+    replica: ScratchReplica, fallback: ReplicationFallback
+) -> None:
+    """Version 3 parked while version 2 is applied (as a rebuild's swap can leave it): no event will ever
+    drain it, so the gap-filling round does."""
+    alice = _young()
+    opened, second, third, fourth = (
+        alice.opened(),
+        alice.deposited("1.00"),
+        alice.deposited("2.00"),
+        alice.deposited("4.00"),
+    )
+    apply_events([opened, third, fourth], path=BROKER)  # parked: 3 and 4
+    with connection.cursor() as cursor:  # version 2 applied without draining, as the swap moves tables in
+        cursor.execute("ALTER TABLE pending_events RENAME TO pending_events_aside")
+        cursor.execute("CREATE TABLE pending_events (LIKE pending_events_aside INCLUDING ALL)")
+        try:
+            apply_events([second], path=REPLICATION)
+        finally:
+            cursor.execute("DROP TABLE pending_events")
+            cursor.execute("ALTER TABLE pending_events_aside RENAME TO pending_events")
+    assert _paths(alice) == [(1, BROKER), (2, REPLICATION)]
+
+    assert fallback.round(BROKER) == 2
+
+    assert _balance(alice) == Decimal("7.00")
+    assert _paths(alice) == [(1, BROKER), (2, REPLICATION), (3, BROKER), (4, BROKER)]
+    assert not PendingEvent.objects.filter(aggregate_id=alice.account_id).exists()
     assert fallback.round(BROKER) == 0
 
 

@@ -64,6 +64,8 @@ class Command(BaseCommand):
             f"{report.build_seconds + report.swap_seconds:.2f} s (build {report.build_seconds:.2f} s, swap "
             f"{report.swap_seconds:.2f} s, projector paused {report.projector_paused_seconds * 1000:.0f} ms)"
         )
+        if report.drained:
+            self.stdout.write(f"{report.drained} parked event(s) made next by the rebuild applied after it")
         if report.failed or report.unreadable or report.parked:
             self.stdout.write(
                 f"as the projector would: {len(report.failed)} event(s) failed in their handler, "
