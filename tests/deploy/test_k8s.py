@@ -384,8 +384,12 @@ def test_the_shared_files_reach_the_cluster_unchanged(base_objects: Objects) -> 
     assert definitions["definitions.json"] == (compose_dir / "rabbitmq" / "definitions.json").read_text()
     init = generated(base_objects, "ConfigMap", "postgres-init")["data"]
     assert list(init.values()) == [(compose_dir / "postgres" / "init-app-db.sh").read_text()]
+    # The replication set-up runs the very SQL files the native deploy/local/replication.sh runs.
     replication = generated(base_objects, "ConfigMap", "replication-init")["data"]
-    assert list(replication.values()) == [(compose_dir / "replication" / "replication-init.sh").read_text()]
+    assert replication == {
+        name: (compose_dir / "replication" / name).read_text()
+        for name in ("replication-init.sh", "publisher.sql", "subscriber.sql")
+    }
 
 
 def test_kind_maps_the_apis_grafana_and_prometheus_to_the_native_host_ports() -> None:

@@ -15,7 +15,7 @@ from uuid import UUID
 
 from cqrs_common.events import EventEnvelope, format_timestamp, from_dict
 
-# The published columns (deploy/local/replication.sh), in the order `event_from_row` reads them.
+# The published columns (deploy/compose/replication/publisher.sql), in the order `event_from_row` reads them.
 LOG_COLUMNS = (
     "position, event_id, aggregate_type, aggregate_id, aggregate_version, event_type, schema_version, "
     "data::text, occurred_at, correlation_id, causation_id"

@@ -44,23 +44,15 @@ GRACE = 2.0
 
 
 class ScratchReplica:
-    """A table shaped like the replicated `events`, with the subscriber-local `replica_seq`."""
+    """A table shaped like the replicated `events` (`replica_seq` included): a copy of the real replica's
+    definition (deploy/compose/replication/subscriber.sql), so the two cannot drift apart."""
 
     def __init__(self) -> None:
         self.table = f"test_replica_{uuid.uuid4().hex[:12]}"
         with connection.cursor() as cursor:
-            cursor.execute(
-                f"""
-                CREATE TABLE {self.table} (
-                    position bigint PRIMARY KEY, event_id uuid NOT NULL UNIQUE,
-                    aggregate_type varchar(32) NOT NULL, aggregate_id uuid NOT NULL,
-                    aggregate_version integer NOT NULL, event_type varchar(64) NOT NULL,
-                    schema_version smallint NOT NULL, data jsonb NOT NULL, occurred_at timestamptz NOT NULL,
-                    correlation_id varchar(128), causation_id varchar(128),
-                    replica_seq bigint GENERATED ALWAYS AS IDENTITY UNIQUE,
-                    UNIQUE (aggregate_id, aggregate_version))
-                """
-            )
+            cursor.execute("SELECT to_regclass('public.events') IS NOT NULL")
+            assert cursor.fetchone()[0], "no replica: run deploy/local/replication.sh (make migrate-test)"
+            cursor.execute(f"CREATE TABLE {self.table} (LIKE public.events INCLUDING ALL)")
 
     def insert(self, *events: EventEnvelope, event_type: str | None = None) -> None:
         """One subscription transaction: rows get replica_seq in this order."""

@@ -1,0 +1,38 @@
+-- The subscribing database's side of the logical replication of `events`: the read database (the replica the
+-- projector's fallback, verify and rebuild read) or the optional event store. The one definition, run as the
+-- PostgreSQL superuser (PostgreSQL 15 lets only a superuser create a subscription) by
+-- deploy/local/replication.sh and by replication-init.sh, after publisher.sql. Safe to run again: every step
+-- checks first.
+--
+-- psql variables (psql -v): read_user (the service role that may read the replica), publication,
+-- subscription, publisher_conninfo (how this server reaches the write database).
+\set ON_ERROR_STOP on
+
+CREATE TABLE IF NOT EXISTS public.events (
+    position          bigint PRIMARY KEY,
+    event_id          uuid NOT NULL UNIQUE,
+    aggregate_type    varchar(32) NOT NULL,
+    aggregate_id      uuid NOT NULL,
+    aggregate_version integer NOT NULL,
+    event_type        varchar(64) NOT NULL,
+    schema_version    smallint NOT NULL,
+    data              jsonb NOT NULL,
+    occurred_at       timestamptz NOT NULL,
+    correlation_id    varchar(128),
+    causation_id      varchar(128),
+    UNIQUE (aggregate_id, aggregate_version)
+);
+-- Subscriber-local, never published: filled by its default as the subscription applies each row, and the
+-- subscription applies transactions in the publisher's COMMIT order, so replica_seq follows commit order
+-- (positions come from a sequence and do not). The projector's fallback scans the replica in this order.
+ALTER TABLE public.events ADD COLUMN IF NOT EXISTS replica_seq bigint GENERATED ALWAYS AS IDENTITY;
+CREATE UNIQUE INDEX IF NOT EXISTS events_replica_seq_idx ON public.events (replica_seq);
+-- Only the subscription writes the replica: a row written by anyone else would conflict and halt the stream.
+ALTER TABLE public.events OWNER TO CURRENT_USER;
+REVOKE ALL ON public.events FROM PUBLIC;
+GRANT SELECT ON public.events TO :"read_user";
+
+SELECT format('CREATE SUBSCRIPTION %I CONNECTION %L PUBLICATION %I WITH (copy_data = true)',
+              :'subscription', :'publisher_conninfo', :'publication')
+ WHERE NOT EXISTS (SELECT FROM pg_subscription WHERE subname = :'subscription'
+                      AND subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())) \gexec
