@@ -114,11 +114,27 @@ def test_migrations_then_replication_carry_events_to_the_read_database(
     event_replicated(read, event_id)
 
     assert read.psql("cqrs_read", "SELECT count(*) FROM pg_subscription") == "1"
+    # Whole transactions, applied in commit order: what replica_seq and the projector rely on.
+    assert read.psql("cqrs_read", "SELECT substream FROM pg_subscription") == "f"
     # The subscriber-local commit-order number the projector's fallback scans by, filled as rows arrive.
     assert read.psql("cqrs_read", f"SELECT replica_seq > 0 FROM events WHERE event_id = '{event_id}'") == "t"
     # The read role may read the replica but not write it: only the subscription writes there.
     assert read.psql("cqrs_read", "SELECT has_table_privilege('cqrs_read', 'events', 'SELECT')") == "t"
     assert read.psql("cqrs_read", "SELECT has_table_privilege('cqrs_read', 'events', 'INSERT')") == "f"
+
+
+def test_setting_up_again_pins_streaming_off_without_a_new_copy(servers: dict[str, PrivatePostgres]) -> None:
+    """A subscription streaming transactions in progress (as an operator may have set it) is set back, and
+    the stream goes on as it was."""
+    write, read = servers["write-db"], servers["read-db"]
+    read.psql("cqrs_read", "ALTER SUBSCRIPTION cqrs_read_events SET (streaming = on)")
+    before = read.psql("cqrs_read", "SELECT count(*), max(replica_seq) FROM events")
+
+    script(REPLICATION_INIT, **replication_env(servers))
+
+    assert read.psql("cqrs_read", "SELECT substream FROM pg_subscription") == "f"
+    assert read.psql("cqrs_read", "SELECT count(*), max(replica_seq) FROM events") == before  # nothing copied
+    event_replicated(read, event_written(write))
 
 
 def replication_env(servers: dict[str, PrivatePostgres]) -> dict[str, str]:

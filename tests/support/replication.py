@@ -145,7 +145,7 @@ def _streaming(replication: Replication) -> bool:
 
 
 def _resubscribe(replication: Replication) -> None:
-    """The subscription dropped with its slot, then created again as replication.sh creates it, but without
+    """The subscription dropped with its slot, then created again as subscriber.sql creates it, but without
     the initial copy: the replica is emptied anyway (and copying needs a worker slot of its own)."""
     read_port, read_db, subscription = replication.read_port, replication.read_db, replication.subscription
     # Detached from its slot first, so the drop works even when the slot is gone or the publisher fails.
@@ -162,7 +162,7 @@ def _resubscribe(replication: Replication) -> None:
         read_db,
         "TRUNCATE public.events",
         f"CREATE SUBSCRIPTION \"{subscription}\" CONNECTION '{replication.conninfo}'"
-        f" PUBLICATION {replication.publications} WITH (copy_data = false)",
+        f" PUBLICATION {replication.publications} WITH (copy_data = false, streaming = off)",
     )
     wait_until_streaming(replication)
 

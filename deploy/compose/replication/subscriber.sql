@@ -32,7 +32,14 @@ ALTER TABLE public.events OWNER TO CURRENT_USER;
 REVOKE ALL ON public.events FROM PUBLIC;
 GRANT SELECT ON public.events TO :"read_user";
 
-SELECT format('CREATE SUBSCRIPTION %I CONNECTION %L PUBLICATION %I WITH (copy_data = true)',
+-- streaming = off: a transaction is applied only once it has committed on the publisher, whole, and
+-- transactions one after another in commit order, which replica_seq (and so the fallback's cursor) relies on.
+-- Pinned rather than left to the default, and set again on a subscription that exists already.
+SELECT format('CREATE SUBSCRIPTION %I CONNECTION %L PUBLICATION %I WITH (copy_data = true, streaming = off)',
               :'subscription', :'publisher_conninfo', :'publication')
  WHERE NOT EXISTS (SELECT FROM pg_subscription WHERE subname = :'subscription'
                       AND subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())) \gexec
+SELECT format('ALTER SUBSCRIPTION %I SET (streaming = off)', :'subscription')
+  FROM pg_subscription
+ WHERE subname = :'subscription' AND substream <> 'f'
+   AND subdbid = (SELECT oid FROM pg_database WHERE datname = current_database()) \gexec

@@ -7,7 +7,7 @@ as the subscription applies each row. The subscription's one apply worker applie
 transactions one after another in COMMIT order, so `replica_seq` grows in commit order and a row never
 becomes visible below one already seen: a cursor on it misses nothing. `position` would not do: it comes
 from a sequence, and a transaction holding a low position can commit after one holding a higher. (This
-relies on the subscription applying serially: no `streaming = parallel`, which PostgreSQL 16 added.)
+relies on the subscription applying whole transactions serially: `streaming = off`, subscriber.sql.)
 
 A row is "known" when the read side accounted for it already: applied, parked in `pending_events`, or
 dead-lettered (an open record for its event id). Rows are handed out as they would come off the wire

@@ -178,9 +178,10 @@ def resubscribe_events(
         slot_left = _drop(cursor, name, existing[2], conninfo) if existing else False
         cursor.execute(sql.SQL("TRUNCATE {}").format(sql.SQL(REPLICA_TABLE)))
         cursor.execute(
-            sql.SQL("CREATE SUBSCRIPTION {} CONNECTION {} PUBLICATION {} WITH (copy_data = true)").format(
-                sql.Identifier(name), sql.Literal(conninfo), sql.Identifier(publication)
-            )
+            # streaming = off, as deploy/compose/replication/subscriber.sql creates it: whole transactions.
+            sql.SQL(
+                "CREATE SUBSCRIPTION {} CONNECTION {} PUBLICATION {} WITH (copy_data = true, streaming = off)"
+            ).format(sql.Identifier(name), sql.Literal(conninfo), sql.Identifier(publication))
         )
         log.info("events_subscribed", subscription=name, publication=publication)
         rows = _wait_until_ready(cursor, name, started + timeout)

@@ -50,13 +50,17 @@ class Pair:
             "WRITE_DATABASE_URL": self.write_url,
         }
         _run([sys.executable, "-m", "write_service", "migrate", "--no-input", "-v0"], env)
+        self.replicate()
+        return self
+
+    def replicate(self) -> None:
+        """deploy/local/replication.sh on the pair (again: it is safe to run any number of times)."""
         replication = {
             "WRITE_DB_PORT": str(self.publisher.port),
             "READ_DB_PORT": str(self.subscriber.port),
             "REPLICATION_PAIRS": f"{WRITE_DB}:{READ_DB}",
         }
         _run(["bash", str(REPO / "deploy/local/replication.sh")], {**os.environ, **replication})
-        return self
 
     def stop(self) -> None:
         self.subscriber.destroy()
@@ -169,6 +173,7 @@ def test_a_lost_slot_is_detected_and_resubscribing_restores_a_complete_replica(p
     eventually(lambda: pair.replica_count() == 90, timeout=30)
     restored = replication_status(dsn=pair.read_url, publisher_dsn=pair.write_url)
     assert restored.healthy and restored.slot_wal_status == "reserved", restored.problems
+    assert pair.subscriber.sql(READ_DB, "SELECT substream FROM pg_subscription") == "f"
 
 
 def test_status_names_a_disabled_or_missing_subscription(pair: Pair) -> None:
@@ -186,3 +191,16 @@ def test_resubscribing_needs_a_superuser(pair: Pair) -> None:
     with pytest.raises(ResubscribeError, match="must be a superuser"):
         resubscribe_events(admin_dsn=pair.read_url)
     assert pair.subscriber.sql(READ_DB, "SELECT count(*) FROM pg_subscription WHERE subenabled") == "1"
+
+
+def test_setting_up_again_pins_streaming_off_on_the_subscription(pair: Pair) -> None:
+    """The projector relies on whole transactions applied in commit order (replica_seq): a subscription
+    streaming transactions in progress, as someone may have set it, is set back."""
+    pair.subscriber.sql(READ_DB, f"ALTER SUBSCRIPTION {READ_DB}_events SET (streaming = on)")
+
+    pair.replicate()
+
+    assert (
+        pair.subscriber.sql(READ_DB, "SELECT subname, substream FROM pg_subscription")
+        == f"{READ_DB}_events|f"
+    )
