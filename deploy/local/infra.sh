@@ -102,7 +102,10 @@ SQL
     fi
     # Only the owning service role (and superusers) may connect.
     psql_as_postgres "$port" postgres -c "REVOKE CONNECT, TEMPORARY ON DATABASE \"$db\" FROM PUBLIC"
-    psql_as_postgres "$port" "$db" -c "ALTER SCHEMA public OWNER TO \"$role\""
+    # The role creates its tables in `public` but does not own it: a schema's owner may drop anything in it,
+    # the superuser's replica of `events` included (deploy/compose/replication/subscriber.sql).
+    psql_as_postgres "$port" "$db" -c "ALTER SCHEMA public OWNER TO postgres" \
+      -c "GRANT USAGE, CREATE ON SCHEMA public TO \"$role\""
   done
 }
 

@@ -6,9 +6,10 @@
 # psql as the superuser over the local sockets:
 #   write-db: a replication role that can only read `events`, and a publication of `events` (inserts only,
 #             without the outbox column `published_at`);
-#   read-db:  a replica table `events` owned by the superuser (the read-service role may only SELECT it, so
-#             nothing but the subscription writes there: a conflicting row would halt the stream), and a
-#             subscription, which PostgreSQL 15 lets only a superuser create.
+#   read-db:  a replica table `events` owned by the superuser, in a schema `public` the superuser owns (the
+#             read-service role may only SELECT it, so nothing but the subscription writes there: a
+#             conflicting row would halt the stream), and a subscription, which PostgreSQL 15 lets only a
+#             superuser create.
 # Pairs are given as "write_db:read_db" in REPLICATION_PAIRS (the dev and the test databases by default; an
 # empty value sets up none).
 #

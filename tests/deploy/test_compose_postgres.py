@@ -84,10 +84,12 @@ def test_each_service_gets_its_own_unprivileged_role_and_database(
         assert (
             server.psql("postgres", f"SELECT has_database_privilege('outsider', '{name}', 'CONNECT')") == "f"
         )
+        # It creates its tables in `public` but does not own the schema (whose owner could drop any table).
         assert (
             server.psql(name, "SELECT pg_get_userbyid(nspowner) FROM pg_namespace WHERE nspname = 'public'")
-            == name
+            == "postgres"
         )
+        assert server.psql(name, f"SELECT has_schema_privilege('{name}', 'public', 'CREATE')") == "t"
 
 
 def test_migrations_then_replication_carry_events_to_the_read_database(
@@ -135,6 +137,32 @@ def test_setting_up_again_pins_streaming_off_without_a_new_copy(servers: dict[st
     assert read.psql("cqrs_read", "SELECT substream FROM pg_subscription") == "f"
     assert read.psql("cqrs_read", "SELECT count(*), max(replica_seq) FROM events") == before  # nothing copied
     event_replicated(read, event_written(write))
+
+
+def test_the_read_role_cannot_drop_the_replica_once_set_up_again(servers: dict[str, PrivatePostgres]) -> None:
+    """Earlier releases let the read role own `public`, and a schema's owner may drop any table in it: the
+    replica too. Setting up again takes the schema back, and the stream goes on without a new copy."""
+    write, read = servers["write-db"], servers["read-db"]
+    read.psql("cqrs_read", "ALTER SCHEMA public OWNER TO cqrs_read")  # as an earlier release left it
+    before = read.psql("cqrs_read", "SELECT count(*), max(replica_seq) FROM events")
+
+    script(REPLICATION_INIT, **replication_env(servers))
+
+    public_owner = "SELECT pg_get_userbyid(nspowner) FROM pg_namespace WHERE nspname = 'public'"
+    assert read.psql("cqrs_read", public_owner) == "postgres"
+    for statement in ("DROP TABLE events", "ALTER TABLE events RENAME TO gone", "DROP SCHEMA public CASCADE"):
+        refused = read_role_runs(read, statement)
+        assert refused.returncode != 0 and "must be owner" in refused.stderr, (statement, refused.stderr)
+    # The role still creates and drops tables of its own there, as its migrations do.
+    assert read_role_runs(read, "CREATE TABLE own (id int); DROP TABLE own").returncode == 0
+    assert read.psql("cqrs_read", "SELECT count(*), max(replica_seq) FROM events") == before  # nothing copied
+    event_replicated(read, event_written(write))
+
+
+def read_role_runs(read: PrivatePostgres, statement: str) -> Any:
+    """`statement` run with the read role's privileges (SET ROLE), in one transaction."""
+    psql = ["psql", "-X", "-q", "-tA", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", str(read.port)]
+    return run([*psql, "-U", "postgres", "-d", "cqrs_read", "-1", "-c", f"SET ROLE cqrs_read; {statement}"])
 
 
 def replication_env(servers: dict[str, PrivatePostgres]) -> dict[str, str]:

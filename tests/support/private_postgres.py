@@ -82,8 +82,13 @@ class PrivatePostgres:
         return superuser_sql(self.port, database, *statements)
 
     def create_database(self, name: str, owner: str, password: str) -> str:
-        """A login role owning a database and its schema `public`, as infra.sh sets them up; its URL."""
+        """A login role owning a database and creating its tables in the schema `public`, which the superuser
+        owns, as infra.sh sets them up; its URL."""
         self.sql("postgres", f"CREATE ROLE \"{owner}\" LOGIN PASSWORD '{password}'")
         self.sql("postgres", f'CREATE DATABASE "{name}" OWNER "{owner}"')
-        self.sql(name, f'ALTER SCHEMA public OWNER TO "{owner}"')
+        self.sql(
+            name,
+            "ALTER SCHEMA public OWNER TO postgres",
+            f'GRANT USAGE, CREATE ON SCHEMA public TO "{owner}"',
+        )
         return f"postgres://{owner}:{password}@127.0.0.1:{self.port}/{name}"

@@ -1,12 +1,20 @@
 -- The subscribing database's side of the logical replication of `events`: the read database (the replica the
 -- projector's fallback, verify and rebuild read) or the optional event store. The one definition, run as the
 -- PostgreSQL superuser (PostgreSQL 15 lets only a superuser create a subscription) by
--- deploy/local/replication.sh and by replication-init.sh, after publisher.sql. Safe to run again: every step
--- checks first.
+-- deploy/local/replication.sh and by replication-init.sh, after publisher.sql. Safe to run again, and it
+-- brings an install made by an earlier release to this state without copying anything again.
 --
 -- psql variables (psql -v): read_user (the service role that may read the replica), publication,
 -- subscription, publisher_conninfo (how this server reaches the write database).
 \set ON_ERROR_STOP on
+
+-- Logical replication matches tables by schema-qualified name, so the replica must be `public.events`, as on
+-- the publisher. What keeps the service role from dropping or altering it is ownership: the superuser owns
+-- both the table and the schema `public` (a schema's owner may drop anything in it), and the role only gets
+-- to create its own tables there (docs/decisions/0004). An earlier release gave the role the schema:
+-- taking it back changes no table, so the subscription goes on as it was.
+ALTER SCHEMA public OWNER TO CURRENT_USER;
+GRANT USAGE, CREATE ON SCHEMA public TO :"read_user";
 
 CREATE TABLE IF NOT EXISTS public.events (
     position          bigint PRIMARY KEY,

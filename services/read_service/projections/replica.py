@@ -1,13 +1,14 @@
 """The replicated `events` table in the read database: what the fallback path reads, and its subscription.
 
 Logical replication copies every insert into the write database's `events` (all columns but the outbox's
-`published_at`) into a table of the same name here, owned by the superuser: this service may only read it
-(deploy/local/replication.sh). A subscriber-local column, `replica_seq`, is filled by its identity default
-as the subscription applies each row. The subscription's one apply worker applies the publisher's
-transactions one after another in COMMIT order, so `replica_seq` grows in commit order and a row never
-becomes visible below one already seen: a cursor on it misses nothing. `position` would not do: it comes
-from a sequence, and a transaction holding a low position can commit after one holding a higher. (This
-relies on the subscription applying whole transactions serially: `streaming = off`, subscriber.sql.)
+`published_at`) into a table of the same name here, owned by the superuser, as is the schema `public`: this
+service may only read it (deploy/compose/replication/subscriber.sql). A subscriber-local column,
+`replica_seq`, is filled by its identity default as the subscription applies each row. The subscription's one
+apply worker applies the publisher's transactions one after another in COMMIT order, so `replica_seq` grows
+in commit order and a row never becomes visible below one already seen: a cursor on it misses nothing.
+`position` would not do: it comes from a sequence, and a transaction holding a low position can commit after
+one holding a higher. (This relies on the subscription applying whole transactions serially: subscriber.sql
+pins `streaming = off`.)
 
 A row is "known" when the read side accounted for it already: applied, parked in `pending_events`, or
 dead-lettered (an open record for its event id). Rows are handed out as they would come off the wire

@@ -15,6 +15,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg2
 import pytest
 
 from read_service.projections.replication_admin import (
@@ -204,3 +205,42 @@ def test_setting_up_again_pins_streaming_off_on_the_subscription(pair: Pair) -> 
         pair.subscriber.sql(READ_DB, "SELECT subname, substream FROM pg_subscription")
         == f"{READ_DB}_events|f"
     )
+
+
+def test_the_read_role_cannot_drop_the_replica_yet_migrates_and_reads_it(pair: Pair) -> None:
+    """Earlier releases let the read role own `public`, where a schema's owner may drop any table: setting up
+    again takes the schema back without copying the replica again, and the read side works as before."""
+    pair.subscriber.sql(
+        READ_DB, f'ALTER SCHEMA public OWNER TO "{READ_ROLE}"'
+    )  # as an earlier release left it
+    before = pair.replica_count()
+
+    pair.replicate()
+
+    for statement in (
+        "DROP TABLE events",
+        "ALTER TABLE events RENAME TO gone",
+        "ALTER TABLE events DISABLE TRIGGER ALL",
+        "DROP SCHEMA public CASCADE",
+        "ALTER SCHEMA public RENAME TO gone",
+    ):
+        with pytest.raises(psycopg2.errors.InsufficientPrivilege):
+            _as_read_role(pair, statement)
+    # The read service's own migrations still run as its role, and it reads the replica.
+    env = {**os.environ, "READ_DATABASE_URL": pair.read_url}
+    _run([sys.executable, "-m", "read_service", "migrate", "--no-input", "-v0"], env)
+    assert _as_read_role(pair, "SELECT count(*) FROM account_view") == [(0,)]
+    assert _as_read_role(pair, "SELECT count(*) FROM events") == [(before,)]  # nothing copied again
+    pair.append(5)
+    eventually(lambda: pair.replica_count() == before + 5, timeout=30)
+    assert replication_status(dsn=pair.read_url, publisher_dsn=pair.write_url).healthy
+
+
+def _as_read_role(pair: Pair, statement: str) -> list[tuple]:
+    connection = psycopg2.connect(pair.read_url)
+    try:
+        with connection, connection.cursor() as cursor:
+            cursor.execute(statement)
+            return cursor.fetchall() if cursor.description else []
+    finally:
+        connection.close()
