@@ -69,7 +69,8 @@ class IdempotencyKey(models.Model):
 
     The row is inserted before the command runs, in the command's transaction: a concurrent request with
     the same key waits on the primary key until the first commits, then finds the stored response.
-    `fingerprint` (SHA-256 of method, path and canonical body) tells a retry from a reuse of the key.
+    `fingerprint` (SHA-256 of method, path, If-Match and canonical body) tells a retry from a reuse of the
+    key.
     """
 
     key = models.CharField(primary_key=True, max_length=255)

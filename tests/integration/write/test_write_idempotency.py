@@ -115,3 +115,27 @@ def test_a_request_refused_before_the_command_leaves_the_key_unused(ledger) -> N
 
     assert refused.status_code == 400
     assert accepted.status_code == 200
+
+
+def test_the_same_key_with_another_if_match_is_422(ledger, unchanged, assert_problem) -> None:
+    """If-Match is part of the request: a precondition on version 1 is not a retry of one on version 2."""
+    account_id = ledger.open()
+    first = _deposit(ledger, account_id, "10.00", "k-if-match", HTTP_IF_MATCH='"1"')
+    assert first.status_code == 200
+    check = unchanged()
+
+    assert_problem(_deposit(ledger, account_id, "10.00", "k-if-match", HTTP_IF_MATCH='"2"'), 422)
+    assert_problem(_deposit(ledger, account_id, "10.00", "k-if-match"), 422, "idempotency-key-reused")
+    check()
+
+
+def test_the_same_if_match_in_another_spelling_is_a_retry(ledger, unchanged) -> None:
+    account_id = ledger.open()
+    first = _deposit(ledger, account_id, "10.00", "k-if-match-spelling", HTTP_IF_MATCH='"1"')
+    check = unchanged()
+
+    retry = _deposit(ledger, account_id, "10.00", "k-if-match-spelling", HTTP_IF_MATCH="1")
+
+    assert retry.content == first.content
+    assert retry["Idempotent-Replayed"] == "true"
+    check()

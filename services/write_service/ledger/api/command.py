@@ -49,7 +49,9 @@ class CommandApi(APIView):
         key = headers.idempotency_key(request)
         if key is None:
             return _run(command, expected_version)
-        request_fingerprint = idempotency.fingerprint(request.method, request.path, request.data)
+        request_fingerprint = idempotency.fingerprint(
+            request.method, request.path, expected_version, request.data
+        )
         with transaction.atomic():
             stored = idempotency.claim(key, request_fingerprint)
             if stored is None:

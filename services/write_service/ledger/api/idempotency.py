@@ -2,8 +2,8 @@
 
 `claim` runs first in the command's transaction and inserts the key; a concurrent request with the same key
 blocks on the primary key until the first transaction ends, then reads the response it stored. The
-fingerprint (method, path, canonical JSON body) tells a genuine retry from a reuse of the key with another
-request, which is refused with 422.
+fingerprint (method, path, If-Match, canonical JSON body) tells a genuine retry from a reuse of the key with
+another request, which is refused with 422.
 """
 
 from __future__ import annotations
@@ -32,11 +32,16 @@ class StoredResponse:
     headers: dict[str, str]
 
 
-def fingerprint(method: str, path: str, body: Any) -> str:
+def fingerprint(method: str, path: str, expected_version: int | None, body: Any) -> str:
     """SHA-256 over the request; the body is re-encoded with sorted keys, so key order and spacing don't
-    matter, and amounts compare as text ("10.00" and 10.00 are the same request)."""
+    matter, and amounts compare as text ("10.00" and 10.00 are the same request).
+
+    `expected_version` is If-Match as parsed: a precondition changes what the command does, so a key reused
+    with another one is another request; `"3"` and `3` are the same, and `*` is the same as no If-Match.
+    """
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=_decimal_as_text)
-    return hashlib.sha256(f"{method}\n{path}\n{canonical}".encode()).hexdigest()
+    precondition = "" if expected_version is None else str(expected_version)
+    return hashlib.sha256(f"{method}\n{path}\n{precondition}\n{canonical}".encode()).hexdigest()
 
 
 def _decimal_as_text(value: object) -> str:
