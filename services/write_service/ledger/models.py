@@ -67,13 +67,16 @@ class Event(models.Model):
 class IdempotencyKey(models.Model):
     """The first response to a command sent with an `Idempotency-Key`, replayed byte for byte on a retry.
 
-    The row is inserted before the command runs, in the command's transaction: a concurrent request with
-    the same key waits on the primary key until the first commits, then finds the stored response.
-    `fingerprint` (SHA-256 of method, path, If-Match and canonical body) tells a retry from a reuse of the
-    key.
+    Keys belong to the API client that sent them: `client` is the SHA-256 of its bearer token (never the
+    token), so two clients choosing the same key never see each other's answers. The row is inserted before
+    the command runs, in the command's transaction: a concurrent request with the same client and key waits
+    on the primary key until the first commits, then finds the stored response. `fingerprint` (SHA-256 of
+    method, path, If-Match and canonical body) tells a retry from a reuse of the key.
     """
 
-    key = models.CharField(primary_key=True, max_length=255)
+    pk = models.CompositePrimaryKey("client", "key")
+    client = models.CharField(max_length=64)
+    key = models.CharField(max_length=255)
     fingerprint = models.CharField(max_length=64)
     # NULL only inside the claiming transaction, between the claim and the recorded response.
     status_code = models.PositiveSmallIntegerField(null=True)

@@ -86,6 +86,12 @@ def ledger(api: APIClient) -> Ledger:
     return Ledger(api)
 
 
+@pytest.fixture
+def make_ledger() -> Callable[[str], Ledger]:
+    """`make_ledger(token)`: a ledger driver sending another bearer token (one of settings.API_TOKENS)."""
+    return lambda token: Ledger(authenticated_client(token))
+
+
 @dataclass(frozen=True)
 class Snapshot:
     """Everything a command could write: the events, every account row and the idempotency keys."""

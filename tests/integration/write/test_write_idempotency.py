@@ -1,9 +1,12 @@
 """Idempotency-Key: a retry returns the first response byte for byte and writes nothing; a reuse with another
-request is 422; refusals of the command itself are remembered too."""
+request is 422; refusals of the command itself are remembered too; each bearer token has keys of its own."""
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
+from django.db import connection
 
 from write_service.ledger import models
 
@@ -95,7 +98,7 @@ def test_a_refused_command_is_remembered_with_its_key_and_writes_nothing(
     assert_problem(first, 409, "insufficient-funds")
     # Only the key row is new: the savepoint took back everything the command did.
     check(new_keys={"k-409"})
-    assert models.IdempotencyKey.objects.get(pk="k-409").status_code == 409
+    assert models.IdempotencyKey.objects.get(key="k-409").status_code == 409
 
     ledger.deposit(account_id, "10.00")  # the retry would now succeed, but the key answers as the first time
     retry = ledger.post(
@@ -139,3 +142,51 @@ def test_the_same_if_match_in_another_spelling_is_a_retry(ledger, unchanged) -> 
     assert retry.content == first.content
     assert retry["Idempotent-Replayed"] == "true"
     check()
+
+
+@pytest.fixture
+def two_clients(settings, make_ledger):
+    """Ledgers of two API clients, each with a token of its own."""
+    settings.API_TOKENS = frozenset({"token-of-a", "token-of-b"})
+    return make_ledger("token-of-a"), make_ledger("token-of-b")
+
+
+def test_one_key_sent_with_two_tokens_is_two_keys(two_clients, stored_events) -> None:
+    a, b = two_clients
+    account_id = a.open()
+
+    by_a = _deposit(a, account_id, "10.00", "shared-key")
+    by_b = _deposit(b, account_id, "10.00", "shared-key")
+
+    assert by_a.status_code == by_b.status_code == 200
+    assert by_b.has_header("Idempotent-Replayed") is False
+    assert by_b.json()["version"] == 3 and by_b.json()["balance"] == "20.00"
+    deposits = [e for e in stored_events(account_id) if e.event_type == "MoneyDeposited"]
+    assert len(deposits) == 2
+    # Each token's retry replays its own first answer.
+    assert _deposit(a, account_id, "10.00", "shared-key").content == by_a.content
+    assert _deposit(b, account_id, "10.00", "shared-key").content == by_b.content
+
+
+def test_another_token_may_use_a_key_with_another_request(two_clients, assert_problem) -> None:
+    a, b = two_clients
+    account_id = a.open()
+    _deposit(a, account_id, "10.00", "shared-key-2")
+
+    assert _deposit(b, account_id, "99.00", "shared-key-2").status_code == 200
+    assert_problem(_deposit(a, account_id, "99.00", "shared-key-2"), 422, "idempotency-key-reused")
+
+
+def test_a_key_is_stored_with_a_hash_of_its_token_never_the_token(two_clients) -> None:
+    a, b = two_clients
+    account_id = a.open()
+    _deposit(a, account_id, "10.00", "stored-key")
+    _deposit(b, account_id, "10.00", "stored-key")
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT row_to_json(k)::text FROM idempotency_keys k WHERE key = 'stored-key'")
+        rows = [row[0] for row in cursor.fetchall()]
+    assert len(rows) == 2
+    assert not [row for row in rows if "token-of-a" in row or "token-of-b" in row]
+    clients = set(models.IdempotencyKey.objects.filter(key="stored-key").values_list("client", flat=True))
+    assert clients == {hashlib.sha256(t.encode()).hexdigest() for t in ("token-of-a", "token-of-b")}

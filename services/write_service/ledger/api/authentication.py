@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from dataclasses import dataclass
 
@@ -14,8 +15,10 @@ from rest_framework.request import Request
 
 @dataclass(frozen=True, slots=True)
 class ApiClient:
-    """Who sent a command: any holder of a configured token."""
+    """Who sent a command: any holder of a configured token, known by the token's SHA-256 (`client_id`), so
+    what is stored per client (its idempotency keys) never holds the token itself."""
 
+    client_id: str
     is_authenticated = True
 
 
@@ -30,11 +33,16 @@ class BearerTokenAuthentication(BaseAuthentication):
             raise AuthenticationFailed("The Authorization header must be 'Bearer <token>'.")
         if not _is_known(token):
             raise AuthenticationFailed("The bearer token is not valid.")
-        return ApiClient(), token
+        return ApiClient(client_id=client_id_of(token)), token
 
     def authenticate_header(self, request: Request) -> str:
         # Present on every 401 (RFC 6750); without it DRF would answer 403.
         return "Bearer"
+
+
+def client_id_of(token: str) -> str:
+    """The SHA-256 of a token, in hex: enough for long random tokens, which are not passwords."""
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def _is_known(token: str) -> bool:

@@ -52,13 +52,14 @@ class CommandApi(APIView):
         request_fingerprint = idempotency.fingerprint(
             request.method, request.path, expected_version, request.data
         )
+        client = request.user.client_id
         with transaction.atomic():
-            stored = idempotency.claim(key, request_fingerprint)
+            stored = idempotency.claim(client, key, request_fingerprint)
             if stored is None:
                 # The command's own transaction.atomic() nests as a savepoint: a refused command rolls
                 # back to it and its problem response is still stored with the key.
                 response = _run(command, expected_version)
-                idempotency.record(key, response)
+                idempotency.record(client, key, response)
                 return response
         if stored.fingerprint != request_fingerprint:
             return problem(

@@ -1,7 +1,9 @@
 """Idempotency keys: a retry gets the first response byte for byte and changes nothing.
 
-`claim` runs first in the command's transaction and inserts the key; a concurrent request with the same key
-blocks on the primary key until the first transaction ends, then reads the response it stored. The
+A key is the API client's own: it is stored with the client's id (a hash of its token, see
+`authentication.ApiClient`), so the same key sent with two tokens is two keys. `claim` runs first in the
+command's transaction and inserts the key; a concurrent request of the same client with the same key blocks
+on the primary key until the first transaction ends, then reads the response it stored. The
 fingerprint (method, path, If-Match, canonical JSON body) tells a genuine retry from a reuse of the key with
 another request, which is refused with 422.
 """
@@ -50,17 +52,18 @@ def _decimal_as_text(value: object) -> str:
     raise TypeError(f"{type(value).__name__} is not JSON")
 
 
-def claim(key: str, request_fingerprint: str) -> StoredResponse | None:
-    """Claims `key` for this transaction (None), or returns what an earlier request stored under it."""
+def claim(client: str, key: str, request_fingerprint: str) -> StoredResponse | None:
+    """Claims the client's `key` for this transaction (None), or returns what an earlier request stored
+    under it."""
     with connection.cursor() as cursor:
         cursor.execute(
-            "INSERT INTO idempotency_keys (key, fingerprint, headers, created_at)"
-            " VALUES (%s, %s, '{}', now()) ON CONFLICT (key) DO NOTHING RETURNING key",
-            [key, request_fingerprint],
+            "INSERT INTO idempotency_keys (client, key, fingerprint, headers, created_at)"
+            " VALUES (%s, %s, %s, '{}', now()) ON CONFLICT (client, key) DO NOTHING RETURNING key",
+            [client, key, request_fingerprint],
         )
         if cursor.fetchone() is not None:
             return None
-    stored = models.IdempotencyKey.objects.get(pk=key)
+    stored = models.IdempotencyKey.objects.get(client=client, key=key)
     if stored.status_code is None or stored.body is None:
         # Only the claiming transaction ever sees a row without its response.
         raise RuntimeError(f"idempotency key {key!r} committed without a response")
@@ -72,10 +75,10 @@ def claim(key: str, request_fingerprint: str) -> StoredResponse | None:
     )
 
 
-def record(key: str, response: HttpResponse) -> None:
-    """Stores the response of the command that claimed `key`, in the same transaction."""
+def record(client: str, key: str, response: HttpResponse) -> None:
+    """Stores the response of the command that claimed the client's `key`, in the same transaction."""
     headers = {name: response[name] for name in _STORED_HEADERS if response.has_header(name)}
-    models.IdempotencyKey.objects.filter(pk=key).update(
+    models.IdempotencyKey.objects.filter(client=client, key=key).update(
         status_code=response.status_code, body=response.content, headers=headers
     )
 
