@@ -24,6 +24,8 @@ DATABASES = {
 DATABASES["default"]["ENGINE"] = "django_prometheus.db.backends.postgresql"
 
 API_TOKENS = config.api_tokens()
+# How long an Idempotency-Key replays its first answer (CONTRACT.md); a day, as is common for payment APIs.
+IDEMPOTENCY_KEY_TTL_SECONDS = config.int_setting("IDEMPOTENCY_KEY_TTL_SECONDS", 24 * 3600)
 RABBITMQ_URL = config.rabbitmq_url(config.DEFAULT_WRITE_RABBITMQ_URL)
 
 SPECTACULAR_SETTINGS = spectacular(

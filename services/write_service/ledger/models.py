@@ -91,3 +91,5 @@ class IdempotencyKey(models.Model):
                 condition=models.Q(key__regex=r"^.{1,255}$"), name="idempotency_keys_key_length"
             )
         ]
+        # The purge finds expired keys (created_at past the TTL) without reading the whole table.
+        indexes = [models.Index(fields=["created_at"], name="idempotency_keys_age_idx")]

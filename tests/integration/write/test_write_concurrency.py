@@ -9,11 +9,13 @@ import threading
 import uuid
 from collections import Counter
 from collections.abc import Callable
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
 import pytest
 from django.db import connections
+from django.utils import timezone
 
 from write_service.ledger import models, repository
 from write_service.ledger.domain import Account
@@ -132,3 +134,22 @@ def test_the_same_key_with_different_bodies_at_once_has_one_effect(ledger, make_
 
     assert sorted(response.status_code for response in responses) == [200, 422]
     assert models.Event.objects.filter(aggregate_id=account_id, event_type="MoneyDeposited").count() == 1
+
+
+def test_an_expired_key_sent_at_once_is_taken_over_once(ledger, make_client, settings) -> None:
+    settings.IDEMPOTENCY_KEY_TTL_SECONDS = 60
+    account_id = ledger.open()
+    path = f"/api/accounts/{account_id}/deposit"
+    ledger.post(path, {"amount": "10.00"}, HTTP_IDEMPOTENCY_KEY="expired-at-once")
+    models.IdempotencyKey.objects.filter(key="expired-at-once").update(
+        created_at=timezone.now() - timedelta(seconds=61)
+    )
+
+    responses = race(
+        make_client, [post(path, {"amount": "10.00"}, HTTP_IDEMPOTENCY_KEY="expired-at-once")] * 5
+    )
+
+    assert {response.status_code for response in responses} == {200}
+    assert len({response.content for response in responses}) == 1
+    assert sum(1 for r in responses if r.has_header("Idempotent-Replayed")) == 4
+    assert models.Account.objects.get(pk=account_id).balance == Decimal("20.00")
