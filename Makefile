@@ -16,6 +16,11 @@ TEST_READ_RABBITMQ_URL ?= amqp://read-service:read-service@127.0.0.1:5672/cqrs_t
 PYTEST := $(BIN)/pytest
 PYTEST_ARGS ?=
 
+# Every target runs the system on this machine, on the development secrets (config.py's defaults, the local
+# clusters' passwords) with DJANGO_DEBUG off as deployed: this says it is a development machine, without which
+# every process refuses to start (cqrs_common/development_secrets.py). Set it to false to see the refusal.
+export ALLOW_DEVELOPMENT_SECRETS ?= true
+
 .PHONY: help venv infra migrate migrate-test run test test-unit test-integration test-e2e test-deploy test-chaos test-bench bench experiment lint format clean
 
 help:

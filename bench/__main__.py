@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import os
 import signal
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -25,7 +26,7 @@ from bench.scenarios.common import Context, ScenarioResult, wait_applied
 from bench.settings import MODES, Mode
 from bench.system import BenchSystem
 from tests.support.private_rabbitmq import PrivateRabbitMQ
-from tests.support.processes import REPO
+from tests.support.processes import DEVELOPMENT_SECRETS_ALLOWED, REPO
 
 SETUP_SECONDS = 25.0
 
@@ -35,6 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     # stops them (as Ctrl-C does), or they outlive the run and the next one's relay only stands by.
     signal.signal(signal.SIGTERM, _exit_on_signal)
     options = _parser().parse_args(argv)
+    # The benchmark's own system runs on development secrets, as the tests' do (its migrations and producers
+    # too, which do not go through ServiceProcess).
+    os.environ.update(DEVELOPMENT_SECRETS_ALLOWED)
     mode = MODES["full" if options.full else "tiny" if options.tiny else "quick"]
     if options.runs:
         mode = dataclasses.replace(mode, runs=options.runs)

@@ -30,7 +30,12 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from tests.support import system_processes  # noqa: E402
-from tests.support.processes import PYTHON, ServiceProcess, free_port  # noqa: E402
+from tests.support.processes import (  # noqa: E402
+    DEVELOPMENT_SECRETS_ALLOWED,
+    PYTHON,
+    ServiceProcess,
+    free_port,
+)
 
 RULES = REPO / "observability" / "prometheus" / "rules"
 PROCESSES = ("write-service", "read-service", "relay", "projector")
@@ -122,6 +127,7 @@ class LiveSystem:
             "READ_DATABASE_URL": self.environment.read_database_url,
             "LOG_FORMAT": "json",
             **_SERVICES_PATH,
+            **DEVELOPMENT_SECRETS_ALLOWED,
         }
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # as for the processes: see system_processes
         return env

@@ -21,7 +21,7 @@ import requests
 
 from tests.e2e.conftest import System
 from tests.support.private_postgres import PrivatePostgres
-from tests.support.processes import PYTHON, REPO, eventually
+from tests.support.processes import DEVELOPMENT_SECRETS_ALLOWED, PYTHON, REPO, eventually
 
 VERIFY_COMMAND = REPO / "services/read_service/projections/management/commands/verify_read_models.py"
 RESULTS: list[str] = []  # one line per scenario, printed in the terminal summary
@@ -241,7 +241,12 @@ def check_read_side(system: System, scenario: Scenario, traffic: Traffic) -> flo
     if VERIFY_COMMAND.exists():
         verified = subprocess.run(
             [PYTHON, "-m", "read_service", "verify_read_models", "--wait", "30"],
-            env={**os.environ, "READ_DATABASE_URL": system.read_database_url, "LOG_FORMAT": "json"},
+            env={
+                **os.environ,
+                **DEVELOPMENT_SECRETS_ALLOWED,
+                "READ_DATABASE_URL": system.read_database_url,
+                "LOG_FORMAT": "json",
+            },
             capture_output=True,
             text=True,
             timeout=120,

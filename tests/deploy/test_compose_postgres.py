@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 from packaging_support import REPO, PrivatePostgres, run
 
+from tests.support.processes import DEVELOPMENT_SECRETS_ALLOWED
+
 INIT_APP_DB = REPO / "deploy" / "compose" / "postgres" / "init-app-db.sh"
 REPLICATION_INIT = REPO / "deploy" / "compose" / "replication" / "replication-init.sh"
 
@@ -39,7 +41,8 @@ def script(path: Any, server: PrivatePostgres | None = None, **env: str) -> None
 
 
 def migrate(side: str, url_variable: str, url: str) -> None:
-    env = {**os.environ, url_variable: url, "LOG_FORMAT": "json"}
+    # .env.example's passwords are development ones, which Compose allows (ALLOW_DEVELOPMENT_SECRETS).
+    env = {**os.environ, **DEVELOPMENT_SECRETS_ALLOWED, url_variable: url, "LOG_FORMAT": "json"}
     result = run([sys.executable, "-m", side, "migrate", "--no-input", "-v0"], env=env)
     assert result.returncode == 0, result.stderr[-3000:]
 

@@ -231,8 +231,26 @@ def test_compose_and_kubernetes_give_each_process_the_same_variables(
         compose_env = compose["services"][process]["environment"]
         assert k8s_env.keys() == compose_env.keys(), process
         for key, value in compose_env.items():
+            # This leaves out ALLOW_DEVELOPMENT_SECRETS too: Compose says true, the base false (next test).
             if not re.search(r"URL|SECRET|TOKEN|PASSWORD", key):
                 assert k8s_env[key] == value, (process, key)
+
+
+def test_only_local_packagings_allow_development_secrets(base_objects: Objects) -> None:
+    """The base's Secrets hold development values and it refuses them; the kind overlays (a local cluster) and
+    Compose, when .env does not say otherwise, allow them."""
+    allowed = {}
+    for directory in (K8S / "base", *OVERLAYS):
+        objects = kustomize_build(directory)
+        for process in APP_PROCESSES:
+            env = container_env(objects, main_container(find(objects, "Deployment", process)))
+            allowed[(directory.name, process)] = env["ALLOW_DEVELOPMENT_SECRETS"]
+    assert {v for (d, _), v in allowed.items() if d == "base"} == {"false"}
+    assert {v for (d, _), v in allowed.items() if d != "base"} == {"true"}
+    compose_file = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    assert compose_file["x-common-env"]["ALLOW_DEVELOPMENT_SECRETS"] == "${ALLOW_DEVELOPMENT_SECRETS:-true}"
+    # `cp .env.example .env && docker compose up` must work on a fresh clone.
+    assert re.search(r"^ALLOW_DEVELOPMENT_SECRETS=true$", (REPO / ".env.example").read_text(), flags=re.M)
 
 
 def test_secrets_agree_with_each_other(base_objects: Objects) -> None:

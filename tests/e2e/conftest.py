@@ -28,7 +28,14 @@ import requests
 from cqrs_common.messaging import DEAD_LETTER_QUEUE, PROJECTOR_QUEUE, Consumer
 from tests.support import system_processes
 from tests.support.private_rabbitmq import PrivateRabbitMQ
-from tests.support.processes import PYTHON, REPO, ServiceProcess, eventually, free_port
+from tests.support.processes import (
+    DEVELOPMENT_SECRETS_ALLOWED,
+    PYTHON,
+    REPO,
+    ServiceProcess,
+    eventually,
+    free_port,
+)
 from tests.support.replication import event_positions_kept, replica_reset
 
 TOKEN = "e2e-token"
@@ -62,7 +69,7 @@ class System(system_processes.RunningSystem):
         from nothing (stale replica rows would be filled into the fresh read model by the fallback path)."""
 
         def manage(service: str, url_var: str, url: str, *command: str) -> None:
-            env = {**os.environ, url_var: url}
+            env = {**os.environ, **DEVELOPMENT_SECRETS_ALLOWED, url_var: url}
             subprocess.run(
                 [PYTHON, "-m", service, *command, "-v", "0"], env=env, cwd=REPO, check=True, timeout=120
             )

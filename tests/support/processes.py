@@ -17,6 +17,10 @@ from typing import Any, TextIO
 
 REPO = Path(__file__).resolve().parents[2]
 PYTHON = str(Path(sys.executable))
+# The systems tests, the benchmark and the lab start run on development secrets (test databases, the local
+# clusters' passwords) with DJANGO_DEBUG off, which every process refuses unless told this is a development
+# machine (cqrs_common/development_secrets.py). A launcher adds this to the environment it gives.
+DEVELOPMENT_SECRETS_ALLOWED = {"ALLOW_DEVELOPMENT_SECRETS": "true"}
 
 
 def free_port() -> int:
@@ -47,7 +51,8 @@ class ServiceProcess:
     ) -> None:
         self.name = name
         self.argv = list(argv)
-        self.env = {**os.environ, "LOG_FORMAT": "json", "SERVICE_NAME": name, **env}
+        own = {"LOG_FORMAT": "json", "SERVICE_NAME": name, **DEVELOPMENT_SECRETS_ALLOWED}
+        self.env = {**os.environ, **own, **env}
         self.log_path = log_path
         self.lines: list[dict[str, Any]] = []
         self.raw: list[str] = []
