@@ -15,6 +15,10 @@ DEFAULT_WRITE_DATABASE_URL = "postgres://cqrs_write:cqrs_write@127.0.0.1:5433/cq
 DEFAULT_READ_DATABASE_URL = "postgres://cqrs_read:cqrs_read@127.0.0.1:5434/cqrs_read"
 DEFAULT_WRITE_RABBITMQ_URL = "amqp://write-service:write-service@127.0.0.1:5672/cqrs"
 DEFAULT_READ_RABBITMQ_URL = "amqp://read-service:read-service@127.0.0.1:5672/cqrs"
+DEFAULT_SECRET_KEY = "dev-only-insecure-secret-key"
+DEFAULT_API_TOKEN = "dev-token"
+# Secret keys as public as the default: the one .env.example and the Kubernetes base ship.
+DEVELOPMENT_SECRET_KEYS = frozenset({DEFAULT_SECRET_KEY, "dev-only-insecure-secret-key-change-me"})
 
 
 def database(var: str, default: str, conn_max_age: int) -> dict:
@@ -34,7 +38,7 @@ def database(var: str, default: str, conn_max_age: int) -> dict:
 def django_common() -> dict:
     """Settings both Django projects read the same way."""
     return {
-        "SECRET_KEY": env.str("DJANGO_SECRET_KEY", default="dev-only-insecure-secret-key"),
+        "SECRET_KEY": env.str("DJANGO_SECRET_KEY", default=DEFAULT_SECRET_KEY),
         "DEBUG": env.bool("DJANGO_DEBUG", default=False),
         "ALLOWED_HOSTS": env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"]),
         "CONN_MAX_AGE": env.int("CONN_MAX_AGE", default=300),
@@ -42,7 +46,15 @@ def django_common() -> dict:
 
 
 def api_tokens() -> frozenset[str]:
-    return frozenset(t.strip() for t in env.list("CQRS_API_TOKENS", default=["dev-token"]) if t.strip())
+    return frozenset(t.strip() for t in env.list("CQRS_API_TOKENS", default=[DEFAULT_API_TOKEN]) if t.strip())
+
+
+def allow_development_secrets() -> bool:
+    """Start with DJANGO_DEBUG off though secrets hold development values (cqrs_common.development_secrets).
+
+    Off unless set: a deployment that forgot a secret stops instead of running with a public one.
+    """
+    return env.bool("ALLOW_DEVELOPMENT_SECRETS", default=False)
 
 
 def log_format() -> str:

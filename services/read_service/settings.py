@@ -1,12 +1,15 @@
 """Settings of read-service (and the projector, which runs in the same codebase against the same database)."""
 
-from cqrs_common import config
+from cqrs_common import config, development_secrets
+from cqrs_common.development_secrets import url_password
 from cqrs_common.django_base import *  # noqa: F403
 from cqrs_common.django_base import (
     BASE_APPS,
     BASE_MIDDLEWARE_BOTTOM,
     BASE_MIDDLEWARE_TOP,
     CONN_MAX_AGE,
+    DEBUG,
+    SECRET_KEY,
     logging_for,
     spectacular,
 )
@@ -28,3 +31,18 @@ SPECTACULAR_SETTINGS = spectacular(
     "cqrs-lab read API", "Queries over the read models: accounts, statements, totals."
 )
 LOGGING = logging_for("read-service")
+
+# Last, once logging is configured: with DEBUG off, no process of the read side starts on public secrets.
+development_secrets.refuse_unless_allowed(
+    development_secrets.secrets_in_use(
+        secret_key=SECRET_KEY,
+        urls={
+            "READ_DATABASE_URL": (DATABASES["default"]["PASSWORD"], config.DEFAULT_READ_DATABASE_URL),
+            "RABBITMQ_URL": (
+                url_password(RABBITMQ_URL),
+                config.DEFAULT_READ_RABBITMQ_URL,
+            ),
+        },
+    ),
+    debug=DEBUG,
+)

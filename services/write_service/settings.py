@@ -1,12 +1,15 @@
 """Settings of write-service (and the relay, which runs in the same codebase against the same database)."""
 
-from cqrs_common import config
+from cqrs_common import config, development_secrets
+from cqrs_common.development_secrets import url_password
 from cqrs_common.django_base import *  # noqa: F403
 from cqrs_common.django_base import (
     BASE_APPS,
     BASE_MIDDLEWARE_BOTTOM,
     BASE_MIDDLEWARE_TOP,
     CONN_MAX_AGE,
+    DEBUG,
+    SECRET_KEY,
     logging_for,
     spectacular,
 )
@@ -32,3 +35,19 @@ SPECTACULAR_SETTINGS = spectacular(
     "cqrs-lab write API", "Commands of the ledger: open, deposit, withdraw, close, transfer."
 )
 LOGGING = logging_for("write-service")
+
+# Last, once logging is configured: with DEBUG off, no process of the write side starts on public secrets.
+development_secrets.refuse_unless_allowed(
+    development_secrets.secrets_in_use(
+        secret_key=SECRET_KEY,
+        api_tokens=API_TOKENS,
+        urls={
+            "WRITE_DATABASE_URL": (DATABASES["default"]["PASSWORD"], config.DEFAULT_WRITE_DATABASE_URL),
+            "RABBITMQ_URL": (
+                url_password(RABBITMQ_URL),
+                config.DEFAULT_WRITE_RABBITMQ_URL,
+            ),
+        },
+    ),
+    debug=DEBUG,
+)
