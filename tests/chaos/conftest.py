@@ -1,10 +1,10 @@
 """Fixtures of the chaos suite: the whole system, started as in tests/e2e, on servers the suite may break.
 
-RabbitMQ is a private node (the shared broker is never stopped) and the read database lives on a private
-PostgreSQL server (the shared read cluster serves other runs and is never restarted), subscribed to the
-test write database like the shared read database is, through deploy/local/replication.sh; its replication
-workers restart after 200 ms instead of 5 s, so a scenario waits for the system, not for a timer. The write
-database is the shared test database (the scenarios never break it).
+RabbitMQ is a private node (the shared broker is never stopped), and both databases live on private
+PostgreSQL servers (the shared clusters serve other runs and are never stopped or restarted): the write
+database on one with `wal_level=logical`, the read database on another, subscribed to it as the shared
+read database is to its write database, through deploy/local/replication.sh. The read server's replication
+workers restart after 200 ms instead of 5 s, so a scenario waits for the system, not for a timer.
 
 The scenarios' traffic and checks are in harness.py; every scenario's numbers are printed in the terminal
 summary.
@@ -21,37 +21,51 @@ from uuid import UUID
 import pytest
 import requests
 
-from tests.chaos.harness import RESULTS, ChaosReadDatabase
-from tests.e2e.conftest import System, http, private_broker, setting  # noqa: F401 (fixtures reused)
+from tests.chaos.harness import RESULTS, ChaosReadDatabase, ChaosWriteDatabase
+from tests.e2e.conftest import System, http, private_broker  # noqa: F401 (fixtures reused)
 from tests.support.private_postgres import PrivatePostgres
 from tests.support.private_rabbitmq import PrivateRabbitMQ
-from tests.support.processes import REPO
-from tests.support.replication import database_of, superuser_sql
+from tests.support.processes import PYTHON, REPO
 
 ACCOUNTS = 12
 
 
 @pytest.fixture(scope="module")
-def chaos_read_db() -> Iterator[ChaosReadDatabase]:
-    write_db, write_port = database_of(setting("WRITE_DATABASE_URL"))
-    # Named after the write database, so runs on different write databases never share a slot name.
-    name = f"cqrs_read_chaos_{write_db.removeprefix('cqrs_write_')}"
-    # A slot left by a run of this write database that died before its teardown would refuse the subscription.
-    superuser_sql(
-        write_port,
-        write_db,
-        "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
-        f"WHERE slot_name = '{name}_events' AND NOT active",
-    )
+def chaos_write_db() -> Iterator[ChaosWriteDatabase]:
+    server = PrivatePostgres(
+        "wal_level=logical",
+        "max_replication_slots=10",
+        "max_wal_senders=10",
+        "max_slot_wal_keep_size=1GB",
+        "max_connections=100",
+    ).start()
+    try:
+        name = "cqrs_write_chaos"
+        yield ChaosWriteDatabase(server, name, server.create_database(name, "cqrs_write", "cqrs_write"))
+    finally:
+        server.destroy()
+
+
+@pytest.fixture(scope="module")
+def chaos_read_db(chaos_write_db: ChaosWriteDatabase) -> Iterator[ChaosReadDatabase]:
     server = PrivatePostgres("wal_retrieve_retry_interval=200ms", "max_connections=100").start()
+    name = "cqrs_read_chaos"
     try:
         url = server.create_database(name, "cqrs_read", "cqrs_read")
+        # The publication needs the events table: the write database is migrated before it is subscribed to.
+        subprocess.run(
+            [PYTHON, "-m", "write_service", "migrate", "--no-input", "-v", "0"],
+            env={**os.environ, "WRITE_DATABASE_URL": chaos_write_db.url},
+            check=True,
+            timeout=120,
+            cwd=REPO,
+        )
         subprocess.run(
             ["bash", str(REPO / "deploy/local/replication.sh")],
             env={
                 **os.environ,
-                "REPLICATION_PAIRS": f"{write_db}:{name}",
-                "WRITE_DB_PORT": str(write_port),
+                "REPLICATION_PAIRS": f"{chaos_write_db.name}:{name}",
+                "WRITE_DB_PORT": str(chaos_write_db.server.port),
                 "READ_DB_PORT": str(server.port),
             },
             check=True,
@@ -61,17 +75,17 @@ def chaos_read_db() -> Iterator[ChaosReadDatabase]:
         )
         yield ChaosReadDatabase(server, name, url)
     finally:
-        # Dropping the subscription drops its slot on the shared write cluster, which would keep WAL else.
-        try:
-            server.sql(name, f'DROP SUBSCRIPTION IF EXISTS "{name}_events"')
-        finally:
-            server.destroy()
+        server.destroy()
 
 
 @pytest.fixture(scope="module")
-def chaos_system(private_broker: PrivateRabbitMQ, chaos_read_db: ChaosReadDatabase) -> Iterator[System]:  # noqa: F811
+def chaos_system(
+    private_broker: PrivateRabbitMQ,  # noqa: F811
+    chaos_write_db: ChaosWriteDatabase,
+    chaos_read_db: ChaosReadDatabase,
+) -> Iterator[System]:
     system = System(
-        write_database_url=setting("WRITE_DATABASE_URL"),
+        write_database_url=chaos_write_db.url,
         read_database_url=chaos_read_db.url,
         write_broker_url=private_broker.url,
         read_broker_url=private_broker.url,

@@ -28,6 +28,13 @@ RESULTS: list[str] = []  # one line per scenario, printed in the terminal summar
 
 
 @dataclass
+class ChaosWriteDatabase:
+    server: PrivatePostgres
+    name: str
+    url: str
+
+
+@dataclass
 class ChaosReadDatabase:
     server: PrivatePostgres
     name: str
