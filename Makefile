@@ -21,7 +21,7 @@ PYTEST_ARGS ?=
 # every process refuses to start (cqrs_common/development_secrets.py). Set it to false to see the refusal.
 export ALLOW_DEVELOPMENT_SECRETS ?= true
 
-.PHONY: help venv infra migrate migrate-test run test test-unit test-integration test-e2e test-deploy test-chaos test-bench bench experiment lint format clean
+.PHONY: help venv infra migrate migrate-test run test test-unit test-integration test-e2e test-deploy test-chaos chaos-prerequisites test-bench bench experiment lint format clean
 
 help:
 	@echo "make run      set up infrastructure and run write-service, read-service, relay, projector (and Prometheus)"
@@ -101,7 +101,9 @@ test-deploy: venv
 
 # Failure injection (chaos) and benchmarks (bench, numbers printed) of every tier, each tier with its own
 # settings as above; pytest's exit code 5 (no test of that mark in a tier) is not a failure.
+# tests/chaos/prerequisites.sh installs nftables if missing (a connection cut without closing it).
 test-chaos: MARK := chaos
+test-chaos: chaos-prerequisites
 test-bench: MARK := bench
 test-bench: PYTEST_ARGS += -s
 test-chaos test-bench: venv infra migrate-test
@@ -113,6 +115,9 @@ test-chaos test-bench: venv infra migrate-test
 	WRITE_DATABASE_URL=$(TEST_WRITE_DATABASE_URL) READ_DATABASE_URL=$(TEST_READ_DATABASE_URL) \
 	TEST_WRITE_RABBITMQ_URL=$(TEST_WRITE_RABBITMQ_URL) TEST_READ_RABBITMQ_URL=$(TEST_READ_RABBITMQ_URL) \
 		$(PYTEST) tests/e2e tests/chaos -m $(MARK) $(PYTEST_ARGS) || [ $$? -eq 5 ]
+
+chaos-prerequisites:
+	bash tests/chaos/prerequisites.sh
 
 # The benchmark harness on databases and a vhost of its own (cqrs_write_bench, cqrs_read_bench, cqrs_bench),
 # which it creates, migrates and empties; results in bench/results/. prerequisites.sh installs wrk if missing.

@@ -85,6 +85,21 @@ def rabbitmq_url(default: str) -> str:
     return env.str("RABBITMQ_URL", default=default)
 
 
+def relay_leadership_timeout() -> float:
+    """Seconds PostgreSQL keeps a silent relay's session, and so its leadership (an advisory lock), after the
+    relay's host stopped answering (a partition, a power loss): the server's TCP keepalives and user timeout
+    on that session end it, and a standby takes over. Without them the kernel's defaults hold the lock for
+    15 minutes (a connection with unacknowledged data) to over 2 hours (an idle one)."""
+    return env.float("RELAY_LEADERSHIP_TIMEOUT_SECONDS", default=10.0)
+
+
+def relay_database_timeout() -> float:
+    """Seconds the relay waits on a database that stopped answering before it drops its session and stands
+    by (libpq's keepalives and TCP user timeout). Longer than the leadership timeout: by the time a cut-off
+    relay gives up, the server has already handed the leadership to a standby."""
+    return env.float("RELAY_DATABASE_TIMEOUT_SECONDS", default=20.0)
+
+
 def int_setting(name: str, default: int) -> int:
     return env.int(name, default=default)
 

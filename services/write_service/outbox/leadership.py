@@ -1,9 +1,11 @@
 """One relay publishes at a time: the leader holds a session-level advisory lock on its own session.
 
 Any number of relays may run; the others are hot standbys that retry the lock every second. When the
-leader's session ends (the process exits, is killed, or loses the network), PostgreSQL releases the lock and a
-standby takes over within a second. Two relays publishing at once would be safe (consumers deduplicate)
-but wasteful, and would interleave the order of events.
+leader's session ends (the process exits or is killed), PostgreSQL releases the lock and a standby takes over
+within a second; a leader that falls silent (a partition, a power loss) loses it within about
+RELAY_LEADERSHIP_TIMEOUT_SECONDS, when the server's TCP timeouts on its session end it (session.py). Two
+relays publishing at once would be safe (consumers deduplicate) but wasteful, and would interleave the order
+of events.
 """
 
 from __future__ import annotations

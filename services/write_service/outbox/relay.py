@@ -51,6 +51,10 @@ class RelaySettings:
     standby_interval: float = 1.0  # how often a standby retries the leadership lock
     max_backoff: float = 5.0  # cap of the exponential backoff between broker or database retries
     metrics_interval: float = 1.0  # backlog and WAL retention gauges are refreshed at most this often
+    # A relay that falls silent loses the leadership after about `leadership_timeout` seconds (the server ends
+    # its session); one that hears nothing from the database for `database_timeout` seconds stands by.
+    leadership_timeout: float = 10.0
+    database_timeout: float = 20.0
 
 
 class Stopper:
@@ -153,7 +157,12 @@ class Relay:
     def _serve(self) -> None:
         """One database session: stand by until leader, then publish until stopped or something fails."""
         self.close()
-        self._session = session_open(self.settings.database, application_name=self.settings.name)
+        self._session = session_open(
+            self.settings.database,
+            application_name=self.settings.name,
+            server_timeout=self.settings.leadership_timeout,
+            client_timeout=self.settings.database_timeout,
+        )
         if not self._await_leadership():
             return
         session_listen(self._session)

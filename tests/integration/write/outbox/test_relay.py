@@ -153,3 +153,25 @@ def _session_of(application_name: str, database: dict[str, Any]) -> bool:
             return cursor.fetchone() is not None
     finally:
         session.close()
+
+
+def test_the_relays_session_asks_the_server_to_end_it_soon_after_the_relay_falls_silent(
+    database: dict[str, Any],
+) -> None:
+    """The bound on a silent leader (tests/chaos cuts one): set on the session itself, server and client."""
+    session = session_open(database, application_name="test-timeouts", server_timeout=10, client_timeout=20)
+    try:
+        with session.cursor() as cursor:
+            cursor.execute(
+                "SELECT name, setting FROM pg_settings WHERE name IN"
+                " ('tcp_user_timeout', 'tcp_keepalives_idle', 'tcp_keepalives_interval')"
+            )
+            assert dict(cursor.fetchall()) == {
+                "tcp_user_timeout": "10000",  # ms
+                "tcp_keepalives_idle": "5",  # s
+                "tcp_keepalives_interval": "1",
+            }
+        assert session.get_dsn_parameters()["tcp_user_timeout"] == "20000"
+        assert session.get_dsn_parameters()["keepalives_idle"] == "10"
+    finally:
+        session.close()

@@ -39,5 +39,7 @@ class Command(BaseCommand):
             batch_size=config.int_setting("RELAY_BATCH_SIZE", 1000),
             poll_interval=config.float_setting("RELAY_POLL_INTERVAL_SECONDS", 1.0),
             max_backoff=config.float_setting("RELAY_MAX_BACKOFF_SECONDS", 5.0),
+            leadership_timeout=config.relay_leadership_timeout(),
+            database_timeout=config.relay_database_timeout(),
         )
         Relay(relay_settings, stopper).run()
