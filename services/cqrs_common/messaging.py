@@ -152,9 +152,20 @@ class Publisher:
     heartbeats. After any `BrokerError` the publisher is closed: make a new one to reconnect.
     """
 
-    def __init__(self, url: str, *, connection_name: str, confirm_timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        connection_name: str,
+        confirm_timeout: float = 30.0,
+        on_blocked: Callable[[str | None], None] | None = None,
+    ) -> None:
+        """`on_blocked` hears RabbitMQ's flow control: called with the broker's reason when it blocks this
+        connection's publishing (a memory or disk alarm), with None when it lets it go on. Blocked longer than
+        the blocked-connection timeout, the connection is closed (a `BrokerUnavailable`)."""
         self._parameters = connection_parameters(url, connection_name=connection_name)
         self._confirm_timeout = confirm_timeout
+        self._on_blocked = on_blocked
         self._connection: pika.SelectConnection | None = None
         self._channel: Any = None
         self._ready = False
@@ -312,7 +323,17 @@ class Publisher:
         raise failure
 
     def _on_connection_open(self, connection: pika.SelectConnection) -> None:
+        connection.add_on_connection_blocked_callback(self._on_connection_blocked)
+        connection.add_on_connection_unblocked_callback(self._on_connection_unblocked)
         connection.channel(on_open_callback=self._on_channel_open)
+
+    def _on_connection_blocked(self, _connection: Any, frame: Any) -> None:
+        if self._on_blocked is not None:
+            self._on_blocked(str(getattr(frame.method, "reason", "") or "unknown"))
+
+    def _on_connection_unblocked(self, _connection: Any, _frame: Any) -> None:
+        if self._on_blocked is not None:
+            self._on_blocked(None)
 
     def _on_connection_open_error(self, _connection: Any, error: BaseException | str) -> None:
         self._failure = BrokerUnavailable(f"connection failed: {error!r}")

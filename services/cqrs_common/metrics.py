@@ -45,6 +45,9 @@ PUBLISH_LAG = Histogram(
 REPLICATION_SLOT_RETAINED = Gauge(
     "cqrs_replication_slot_retained_bytes", "WAL kept for the read side's subscription", ["slot"]
 )
+BROKER_BLOCKED = Gauge(
+    "cqrs_broker_blocked", "1 while RabbitMQ blocks the relay's publishing (a resource alarm), 0 otherwise"
+)
 
 # projector
 EVENTS_APPLIED = Counter("cqrs_events_applied", "Events applied to the read DB", ["type", "path"])
@@ -66,7 +69,14 @@ PATHS = ("broker", "replication")
 
 Process = Literal["relay", "projector"]
 METRICS_OF: dict[str, tuple[Collector, ...]] = {
-    "relay": (OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, EVENTS_PUBLISHED, PUBLISH_LAG, REPLICATION_SLOT_RETAINED),
+    "relay": (
+        OUTBOX_BACKLOG,
+        OUTBOX_OLDEST_AGE,
+        EVENTS_PUBLISHED,
+        PUBLISH_LAG,
+        REPLICATION_SLOT_RETAINED,
+        BROKER_BLOCKED,
+    ),
     "projector": (
         EVENTS_APPLIED,
         EVENTS_DUPLICATE,

@@ -1,6 +1,6 @@
-"""Faults nothing announces: a leader relay cut off without a FIN or an RST. Under the same steady stream
-of commands as test_chaos.py, and checked the same way: the read side equals the fold of the write side's
-events, nothing applied twice.
+"""Faults nothing announces: a leader relay cut off without a FIN or an RST, a broker that blocks publishers
+(a memory alarm). Under the same steady stream of commands as test_chaos.py, and checked the same way: the
+read side equals the fold of the write side's events, nothing applied twice.
 
 One system serves the scenarios, in this order; each heals what it broke before the next.
 """
@@ -17,6 +17,7 @@ from tests.chaos.harness import ChaosWriteDatabase, Scenario, Traffic, check_rea
 from tests.e2e.conftest import System
 from tests.support import system_processes
 from tests.support.network_cut import connection_cut, session_client_port
+from tests.support.private_rabbitmq import PrivateRabbitMQ
 from tests.support.processes import ServiceProcess, eventually, free_port
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(600)]
@@ -24,6 +25,8 @@ pytestmark = [pytest.mark.chaos, pytest.mark.timeout(600)]
 STEADY_SECONDS = 2.0
 TAKEOVER_BOUND_SECONDS = 30.0  # a standby leads this soon after the leader's connection went silent
 RELAY_DATABASE_TIMEOUT_SECONDS = 20.0  # the relay's default: the cut-off relay gives up its session by then
+ALARM_SECONDS = 12.0
+BLOCKED_CONNECTION_TIMEOUT_SECONDS = 4  # shorter than the alarm: the relay's connection is closed under it
 
 
 def _relay(system: System, name: str, env: dict[str, str] | None = None) -> ServiceProcess:
@@ -74,5 +77,47 @@ def test_a_leader_cut_off_without_closing_loses_the_leadership_to_the_standby(
     check_read_side(system, scenario, traffic)
 
 
+def test_a_memory_alarm_blocks_the_relay_which_loses_nothing_and_resumes(
+    chaos_system: System, accounts: list[UUID], private_broker: PrivateRabbitMQ
+) -> None:
+    system, scenario = chaos_system, Scenario(f"RabbitMQ memory alarm {ALARM_SECONDS:.0f} s", chaos_system)
+    # A blocked-connection timeout shorter than the alarm: the relay's connection is closed while blocked
+    # and opened again, blocked again, ... and the relay goes on (no hang) until the alarm clears.
+    timeout = f"?blocked_connection_timeout={BLOCKED_CONNECTION_TIMEOUT_SECONDS}"
+    relay = _relay(system, "relay-alarm", {"RABBITMQ_URL": private_broker.url + timeout})
+    _replace_relay(system, relay)
+    relay.wait_for_log("relay_leadership_acquired", timeout=30)
+    with Traffic(system, accounts) as traffic:
+        time.sleep(STEADY_SECONDS)
+        raised = time.monotonic()  # rabbitmqctl takes about a second to return
+        private_broker.set_memory_high_watermark(0)
+        try:
+            relay.wait_for_log("broker_blocked", timeout=10)
+            scenario.note("relay reported blocked after", time.monotonic() - raised)
+            assert system.metric("relay", "cqrs_broker_blocked") == 1
+            # Blocked, not hung: the relay gives the blocked connection up, connects again, and keeps
+            # counting the outbox.
+            relay.wait_for_log("broker_connection_failed", timeout=BLOCKED_CONNECTION_TIMEOUT_SECONDS + 15)
+            time.sleep(max(0.0, ALARM_SECONDS - (time.monotonic() - raised)))
+            assert relay.running
+            assert system.metric("relay", "cqrs_broker_blocked") == 1
+            assert system.metric("relay", "cqrs_outbox_backlog") > 0
+            assert system.unpublished() > 0
+        finally:
+            private_broker.set_memory_high_watermark(0.4)
+        cleared = time.monotonic()
+        relay.wait_for_log("broker_unblocked", timeout=30)
+        assert system.metric("relay", "cqrs_broker_blocked") == 0
+        scenario.note("outbox drained after the alarm cleared", _drained(system, cleared))
+        time.sleep(STEADY_SECONDS)
+    assert len(relay.logged("broker_blocked")) == 1  # one log line per episode, not one per reconnect
+    check_read_side(system, scenario, traffic)
+
+
 def _session_ended(database_url: str, backend_pid: int) -> bool:
     return not read_rows(database_url, "SELECT 1 FROM pg_stat_activity WHERE pid = %s", (backend_pid,))
+
+
+def _drained(system: System, since: float) -> float:
+    eventually(lambda: system.unpublished() == 0, timeout=60, what="the outbox to drain")
+    return time.monotonic() - since

@@ -94,6 +94,11 @@ class PrivateRabbitMQ:
             raise
         return self
 
+    def set_memory_high_watermark(self, fraction: float) -> None:
+        """0 raises the memory alarm at once (RabbitMQ blocks every publishing connection); 0.4, the default,
+        clears it."""
+        self._ctl("set_vm_memory_high_watermark", str(fraction))
+
     def stop(self) -> None:
         """Stops the whole node (clients see their connections drop); the data directory stays."""
         server, self._server = self._server, None

@@ -14,6 +14,7 @@ RELAY_NAMES = {
     "cqrs_events_published_total",
     "cqrs_publish_lag_seconds",
     "cqrs_replication_slot_retained_bytes",
+    "cqrs_broker_blocked",
 }
 PROJECTOR_NAMES = {
     "cqrs_events_applied_total",

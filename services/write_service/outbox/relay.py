@@ -90,6 +90,7 @@ class Relay:
         self._publisher: Publisher | None = None
         self._metrics_due = 0.0
         self._lost_slots: set[str] = set()
+        self._blocked_since: float | None = None  # when RabbitMQ began to block publishing (an alarm)
 
     def run(self) -> None:
         """Runs until a stop is requested; survives database and broker outages."""
@@ -146,6 +147,7 @@ class Relay:
 
     def _confirm_and_mark(self, publisher: Publisher, events: list[EventEnvelope], ticket: int) -> int:
         publisher.wait_for_confirms(ticket)
+        self._broker_unblocked()  # a confirm proves publishing goes on, whichever connection was blocked
         confirmed_at = utc_now()
         marked = events_mark_published(
             self._require_session(), positions=[event.position for event in events]
@@ -205,7 +207,11 @@ class Relay:
     def _connected_publisher(self) -> Publisher:
         if self._publisher is None or not self._publisher.is_open:
             self._close_publisher()
-            publisher = Publisher(self.settings.broker_url, connection_name=self.settings.name)
+            publisher = Publisher(
+                self.settings.broker_url,
+                connection_name=self.settings.name,
+                on_blocked=self._on_broker_blocked,
+            )
             publisher.connect()
             self._publisher = publisher
             log.info("broker_connected")
@@ -220,6 +226,23 @@ class Relay:
         except BrokerError as exc:
             log.warning("broker_connection_failed", error=str(exc))
             self._close_publisher()
+
+    def _on_broker_blocked(self, reason: str | None) -> None:
+        """RabbitMQ's flow control: while a resource alarm lasts the batch in flight waits for its confirms
+        (until the blocked-connection timeout closes the connection and the relay retries), the outbox keeps
+        every event, and the gauge and one log line per episode say why nothing is published."""
+        if reason is None:
+            self._broker_unblocked()
+        elif self._blocked_since is None:
+            self._blocked_since = time.monotonic()
+            metrics.BROKER_BLOCKED.set(1)
+            log.warning("broker_blocked", reason=reason)
+
+    def _broker_unblocked(self) -> None:
+        if self._blocked_since is not None:
+            log.info("broker_unblocked", blocked_seconds=round(time.monotonic() - self._blocked_since, 2))
+            self._blocked_since = None
+            metrics.BROKER_BLOCKED.set(0)
 
     def _close_publisher(self) -> None:
         publisher, self._publisher = self._publisher, None
