@@ -53,10 +53,19 @@ class Traffic:
 
     ALLOWED = frozenset({200, 201, 409})  # 409: insufficient funds, the only refusal the mix can cause
 
-    def __init__(self, system: System, accounts: list[UUID], threads: int = 3, pause: float = 0.02) -> None:
+    def __init__(
+        self,
+        system: System,
+        accounts: list[UUID],
+        threads: int = 3,
+        pause: float = 0.02,
+        allowed: frozenset[int] = ALLOWED,
+    ) -> None:
         self.system = system
         self.accounts = accounts
+        self.allowed = allowed
         self.statuses: list[int] = []
+        self.acknowledged: dict[UUID, int] = {}  # per account, the highest version a success answer reported
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._run, args=(seed, pause)) for seed in range(threads)]
         self.started_at = datetime.now(UTC)
@@ -88,14 +97,29 @@ class Traffic:
                         path = f"/api/accounts/{rng.choice(self.accounts)}/{kind}"
                         response = self.system.command(session, path, {"amount": amount})
                     self.statuses.append(response.status_code)
+                    if response.status_code in (200, 201):
+                        self._acknowledge(response.json())
                 except requests.RequestException as exc:  # counted as a failure below, never silent
                     self.statuses.append(-1)
                     print(f"command failed: {exc}", file=sys.stderr)
                 time.sleep(pause)
 
+    def _acknowledge(self, body: dict[str, Any]) -> None:
+        for account in (body, body.get("from_account"), body.get("to_account")):
+            if isinstance(account, dict) and "version" in account:
+                account_id = UUID(account["account_id"])
+                self.acknowledged[account_id] = max(self.acknowledged.get(account_id, 0), account["version"])
+
     def check(self) -> None:
         assert self.statuses, "no command was sent"
-        assert set(self.statuses) <= self.ALLOWED, sorted(set(self.statuses))
+        assert set(self.statuses) <= self.allowed, sorted(set(self.statuses))
+        stored = self.system.write_accounts()
+        lost = {
+            account: (version, stored[account][1])
+            for account, version in self.acknowledged.items()
+            if stored[account][1] < version
+        }
+        assert not lost, f"acknowledged versions missing from the write side (acknowledged, stored): {lost}"
 
 
 @dataclass

@@ -1,8 +1,9 @@
 """Faults nothing announces: a leader relay cut off without a FIN or an RST, a broker that blocks publishers
-(a memory alarm). Under the same steady stream of commands as test_chaos.py, and checked the same way: the
-read side equals the fold of the write side's events, nothing applied twice.
+(a memory alarm), the write database killed outright. Under the same steady stream of commands as
+test_chaos.py, and checked the same way: the read side equals the fold of the write side's events, nothing
+applied twice, nothing a client was told is committed lost.
 
-One system serves the scenarios, in this order; each heals what it broke before the next.
+One system serves the three scenarios, in this order; each heals what it broke before the next.
 """
 
 from __future__ import annotations
@@ -12,8 +13,16 @@ import time
 from uuid import UUID
 
 import pytest
+import requests
 
-from tests.chaos.harness import ChaosWriteDatabase, Scenario, Traffic, check_read_side, read_rows
+from tests.chaos.harness import (
+    ChaosWriteDatabase,
+    Scenario,
+    Traffic,
+    caught_up,
+    check_read_side,
+    read_rows,
+)
 from tests.e2e.conftest import System
 from tests.support import system_processes
 from tests.support.network_cut import connection_cut, session_client_port
@@ -27,6 +36,7 @@ TAKEOVER_BOUND_SECONDS = 30.0  # a standby leads this soon after the leader's co
 RELAY_DATABASE_TIMEOUT_SECONDS = 20.0  # the relay's default: the cut-off relay gives up its session by then
 ALARM_SECONDS = 12.0
 BLOCKED_CONNECTION_TIMEOUT_SECONDS = 4  # shorter than the alarm: the relay's connection is closed under it
+DATABASE_DOWN_SECONDS = 5.0
 
 
 def _relay(system: System, name: str, env: dict[str, str] | None = None) -> ServiceProcess:
@@ -114,6 +124,37 @@ def test_a_memory_alarm_blocks_the_relay_which_loses_nothing_and_resumes(
     check_read_side(system, scenario, traffic)
 
 
+def test_the_write_database_killed_mid_load_loses_nothing_committed(
+    chaos_system: System, accounts: list[UUID], chaos_write_db: ChaosWriteDatabase
+) -> None:
+    system, scenario = chaos_system, Scenario("write DB killed (immediate)", chaos_system)
+    relay = system.processes["relay"]
+    leading = len(relay.logged("relay_leadership_acquired"))
+    # While the database is down a command gets a clean 503 (nothing written, retry later), never a 500.
+    with Traffic(system, accounts, allowed=Traffic.ALLOWED | {503}) as traffic:
+        time.sleep(STEADY_SECONDS)
+        chaos_write_db.server.stop(mode="immediate")
+        killed = time.monotonic()
+        refused_before = traffic.statuses.count(503)
+        eventually(lambda: traffic.statuses.count(503) > refused_before, timeout=10, what="503 answers")
+        time.sleep(max(0.0, DATABASE_DOWN_SECONDS - (time.monotonic() - killed)))
+        healing = time.monotonic()
+        chaos_write_db.server.start()
+        scenario.note("database recovered and up after", time.monotonic() - healing)
+        eventually(lambda: _command_succeeds(system, accounts[0]), timeout=30, what="a command to succeed")
+        scenario.note("commands succeeding after start", time.monotonic() - healing)
+        eventually(
+            lambda: len(relay.logged("relay_leadership_acquired")) > leading, timeout=30, what="the relay"
+        )
+        scenario.note("relay leading after start", time.monotonic() - healing)
+        scenario.note("caught up after start", caught_up(system, healing))
+        time.sleep(STEADY_SECONDS)
+    scenario.note("commands refused with 503", str(traffic.statuses.count(503)))
+    assert relay.logged("database_connection_failed")
+    eventually(lambda: system.unpublished() == 0, timeout=30, what="the outbox to drain")
+    check_read_side(system, scenario, traffic)
+
+
 def _session_ended(database_url: str, backend_pid: int) -> bool:
     return not read_rows(database_url, "SELECT 1 FROM pg_stat_activity WHERE pid = %s", (backend_pid,))
 
@@ -121,3 +162,9 @@ def _session_ended(database_url: str, backend_pid: int) -> bool:
 def _drained(system: System, since: float) -> float:
     eventually(lambda: system.unpublished() == 0, timeout=60, what="the outbox to drain")
     return time.monotonic() - since
+
+
+def _command_succeeds(system: System, account: UUID) -> bool:
+    with requests.Session() as session:
+        response = system.command(session, f"/api/accounts/{account}/deposit", {"amount": "0.01"})
+    return response.status_code == 200

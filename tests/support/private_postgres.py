@@ -69,8 +69,10 @@ class PrivatePostgres:
         """A fast restart (sessions are terminated, as by `pg_ctlcluster ... restart`)."""
         self._pg_ctl("-l", str(self.root / "log"), "-m", "fast", "-w", "restart")
 
-    def stop(self) -> None:
-        self._pg_ctl("-m", "fast", "-w", "stop")
+    def stop(self, mode: str = "fast") -> None:
+        """`fast` ends sessions cleanly; `immediate` kills the server outright, as a crash does (the next
+        start recovers from the WAL)."""
+        self._pg_ctl("-m", mode, "-w", "stop")
 
     def destroy(self) -> None:
         with contextlib.suppress(RuntimeError):  # not running
