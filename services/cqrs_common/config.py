@@ -71,6 +71,23 @@ def access_log_enabled() -> bool:
     return env.bool("ACCESS_LOG", default=False)
 
 
+def web_threads() -> int:
+    """Threads per gunicorn worker: 1 runs sync workers (write-service), more runs gthread (read-service,
+    whose read-your-writes waits sleep in a thread while the worker's other threads serve)."""
+    return env.int("WEB_THREADS", default=1)
+
+
+def read_wait_max_concurrent() -> int:
+    """Read-your-writes waits one read-service process holds at once; one more is refused with 503 at once.
+    Below WEB_THREADS, so waiting never takes every thread from /readyz and plain reads."""
+    return env.int("READ_WAIT_MAX_CONCURRENT", default=4)
+
+
+def read_wait_max_ms() -> int:
+    """The longest `wait_ms` a read accepts (CONTRACT.md, "Read API"); a larger one is refused with 400."""
+    return env.int("READ_WAIT_MAX_MS", default=30_000)
+
+
 def prometheus_multiproc_dir() -> str | None:
     """Where gunicorn workers share their metrics; the gunicorn config picks a fresh one when unset."""
     return env.str("PROMETHEUS_MULTIPROC_DIR", default="") or None

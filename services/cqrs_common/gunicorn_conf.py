@@ -2,7 +2,10 @@
 (the same file natively, in Compose and in Kubernetes).
 
 Sync workers with persistent database connections (CONN_MAX_AGE): each worker keeps one connection, which
-measured 4x faster here than a connection per request. Logs, gunicorn's own included, go through the same
+measured 4x faster here than a connection per request. With WEB_THREADS above 1 (read-service) the workers are
+gthread instead: a read-your-writes wait sleeps in one thread (at most READ_WAIT_MAX_CONCURRENT of them per
+worker, read_service.queries.consistency) while the worker's other threads answer /readyz and plain reads;
+each thread keeps its own persistent connection. Logs, gunicorn's own included, go through the same
 structlog configuration.
 
 Metrics: each worker is a separate process with its own counters, so a scrape that reached one worker would
@@ -35,8 +38,11 @@ os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_METRICS_DIR)
 
 bind = os.environ.get("BIND", "127.0.0.1:8000")
 workers = _config.int_setting("WEB_CONCURRENCY", 4)
-worker_class = "sync"
-# Long enough for a read-your-writes wait (at most 30 s) plus the query.
+threads = _config.web_threads()
+worker_class = "gthread" if threads > 1 else "sync"
+# A sync worker that holds one request longer than this is killed: long enough for a read-your-writes wait
+# (at most READ_WAIT_MAX_MS) plus the query. A gthread worker beats from its main loop, whatever its
+# threads do.
 timeout = _config.int_setting("GUNICORN_TIMEOUT", 45)
 graceful_timeout = 10
 keepalive = 5

@@ -29,6 +29,10 @@ GUNICORN_CONFIG = "python:cqrs_common.gunicorn_conf"
 PROJECTOR_READY_EVENT = "broker_connected"
 RELAY_READY_EVENT = "relay_leadership_acquired"
 
+# read-service as every packaging runs it (docker-compose.yml, deploy/k8s, deploy/local/supervisord.conf):
+# gthread workers, of whose threads read-your-writes waits may take at most half.
+READ_SERVICE_THREADS = {"WEB_THREADS": "8", "READ_WAIT_MAX_CONCURRENT": "4"}
+
 # Not inherited from the caller's environment: gunicorn_conf makes a private multiprocess directory per run
 # when it is unset, whereas one inherited directory would be shared by both web services (each adding up the
 # other's metrics, each emptying it when it starts) and would switch the relay and the projector to
@@ -95,6 +99,8 @@ def web_service(
     127.0.0.1:`port`, started; `wait_until_ready` waits until it answers."""
     broker = backends.write_broker_url if package == "write_service" else backends.read_broker_url
     own = {"DJANGO_SETTINGS_MODULE": f"{package}.settings", "RABBITMQ_URL": broker}
+    if package == "read_service":
+        own.update(READ_SERVICE_THREADS)
     argv = [GUNICORN, "-c", GUNICORN_CONFIG, "--bind", f"127.0.0.1:{port}", f"{package}.wsgi"]
     return _started(ServiceProcess(name, argv, _environment(backends, own, env), log_path=log_path))
 

@@ -1,46 +1,57 @@
 """Read-your-writes: wait until an account's projected version reaches the one a client has written.
 
-The apply step sends `NOTIFY account_projected, '<account id>'` when it commits. A waiting request LISTENs on
-its own (autocommit) connection, so no transaction is held open while it waits, re-reads the version when
-its account is notified, and also every `RECHECK_SECONDS` in case a notification was missed (a connection
-that LISTENed after the commit, or an applier that does not notify). It UNLISTENs before the connection goes
-back to serve other requests.
+A read that is fresh enough answers at once and waits for nothing. Otherwise the request's thread sleeps
+until the process's one listener (read_service.queries.listener) sees the version, or until the timeout, and
+reads the version itself once more at the end (so a listener that was reconnecting costs latency, not a
+wrong 503). At most READ_WAIT_MAX_CONCURRENT requests of a process wait at once: gunicorn runs read-service
+with more threads than that, so /readyz and plain reads always find a free thread, and a wait beyond the
+bound is refused at once (`WaitsExhausted`, a 503 with Retry-After) instead of queueing behind the others.
 """
 
 from __future__ import annotations
 
-import select
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 from uuid import UUID
 
 from django.db import connection
 
-from read_service.projections.apply import PROJECTED_CHANNEL
+from cqrs_common import config
+from read_service.queries.listener import RECHECK_SECONDS, listener
 from read_service.queries.selectors import account_version_get
 
-RECHECK_SECONDS = 0.25
+_slots = threading.BoundedSemaphore(config.read_wait_max_concurrent())
+
+
+class WaitsExhausted(Exception):
+    """This process already holds as many read-your-writes waits as it may."""
 
 
 def account_version_wait(*, account_id: UUID, min_version: int, timeout: float) -> bool:
-    """True as soon as the account's projected version is at least `min_version`; False after `timeout`."""
+    """True as soon as the account's projected version is at least `min_version`; False after `timeout`.
+    Raises `WaitsExhausted` when it would have to wait and the process holds its maximum of waits."""
     if _reached(account_id, min_version):
         return True
-    deadline = time.monotonic() + timeout
-    if time.monotonic() >= deadline:
+    if timeout <= 0:
         return False
-    if connection.in_atomic_block:  # LISTEN would only deliver after that transaction: poll instead
-        return _poll(account_id, min_version, deadline)
-    with _listening(PROJECTED_CHANNEL) as raw:
-        while True:
-            if _reached(account_id, min_version):  # also closes the race between the first read and LISTEN
-                return True
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False
-            _await_notification(raw, str(account_id), min(remaining, RECHECK_SECONDS))
+    with _wait_slot():
+        if connection.in_atomic_block:  # another connection would not see this transaction: poll instead
+            return _poll(account_id, min_version, time.monotonic() + timeout)
+        if listener.wait(account_id=account_id, min_version=min_version, timeout=timeout):
+            return True
+        return _reached(account_id, min_version)
+
+
+@contextmanager
+def _wait_slot() -> Iterator[None]:
+    if not _slots.acquire(blocking=False):
+        raise WaitsExhausted()
+    try:
+        yield
+    finally:
+        _slots.release()
 
 
 def _reached(account_id: UUID, min_version: int) -> bool:
@@ -54,30 +65,3 @@ def _poll(account_id: UUID, min_version: int, deadline: float) -> bool:
         if _reached(account_id, min_version):
             return True
     return False
-
-
-@contextmanager
-def _listening(channel: str) -> Iterator[Any]:
-    with connection.cursor() as cursor:
-        cursor.execute(f'LISTEN "{channel}"')
-    raw = connection.connection
-    try:
-        yield raw
-    finally:
-        with connection.cursor() as cursor:
-            cursor.execute(f'UNLISTEN "{channel}"')
-        raw.notifies.clear()
-
-
-def _await_notification(raw: Any, payload: str, timeout: float) -> None:
-    """Returns when `payload` is notified or `timeout` passes, whichever comes first."""
-    deadline = time.monotonic() + timeout
-    while (remaining := deadline - time.monotonic()) > 0:
-        readable, _, _ = select.select([raw], [], [], remaining)
-        if not readable:
-            return
-        raw.poll()
-        notified = any(n.payload == payload for n in raw.notifies)
-        raw.notifies.clear()
-        if notified:
-            return

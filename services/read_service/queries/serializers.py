@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from cqrs_common import config
 from cqrs_common.web.problems import PROBLEM_CONTENT_TYPE
 
-MAX_WAIT_MS = 30_000
-DEFAULT_WAIT_MS = 5_000
+MAX_WAIT_MS = config.read_wait_max_ms()
+DEFAULT_WAIT_MS = min(5_000, MAX_WAIT_MS)
 
 
 class AccountOutput(serializers.Serializer):

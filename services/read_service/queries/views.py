@@ -13,7 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from read_service.queries import selectors
-from read_service.queries.consistency import account_version_wait
+from read_service.queries.consistency import WaitsExhausted, account_version_wait
 from read_service.queries.serializers import (
     AccountFilterParams,
     AccountOutput,
@@ -45,6 +45,15 @@ class ProjectionBehind(exceptions.APIException):
     wait = 1  # DRF turns this into Retry-After
 
 
+class TooManyWaits(exceptions.APIException):
+    status_code = 503
+    default_detail = (
+        "This server holds as many read-your-writes waits as it may; retry shortly, or read without waiting."
+    )
+    default_code = "too_many_waits"
+    wait = 1
+
+
 class Pagination(pagination.PageNumberPagination):
     page_size = 50
     page_size_query_param = "page_size"
@@ -67,7 +76,11 @@ def _wait_for_consistency(request: Request, account_id: UUID) -> None:
     deadline = time.monotonic() + params["wait_ms"] / 1000
     for target_account, version in targets:
         timeout = max(0.0, deadline - time.monotonic())
-        if not account_version_wait(account_id=target_account, min_version=version, timeout=timeout):
+        try:
+            reached = account_version_wait(account_id=target_account, min_version=version, timeout=timeout)
+        except WaitsExhausted:
+            raise TooManyWaits() from None
+        if not reached:
             raise ProjectionBehind()
 
 

@@ -10,8 +10,9 @@ import pytest
 from django.db import connection
 from django.test import Client
 
+from cqrs_common import config
 from read_service.projections.apply import BROKER, apply_events
-from read_service.queries import consistency
+from read_service.queries import listener
 from tests.integration.read.conftest import AccountHistory
 
 
@@ -111,7 +112,7 @@ def _apply_later(delay: float, events: list) -> threading.Thread:
 @pytest.mark.django_db(transaction=True)
 def test_wait_is_satisfied_by_a_concurrent_apply(client: Client, monkeypatch: pytest.MonkeyPatch) -> None:
     # Rechecks so rare that only the NOTIFY at commit can end the wait in time.
-    monkeypatch.setattr(consistency, "RECHECK_SECONDS", 30.0)
+    monkeypatch.setattr(listener, "RECHECK_SECONDS", 30.0)
     alice = _open()
     thread = _apply_later(0.3, [alice.deposited("5.00")])
     started = time.monotonic()
@@ -142,3 +143,53 @@ def test_wait_for_an_account_opened_meanwhile(client: Client) -> None:
     thread.join()
 
     assert response.status_code == 200 and response.json()["owner"] == "bob"
+
+
+def _wait_in_background(client: Client, account_id: uuid.UUID, wait_ms: int) -> threading.Thread:
+    def run() -> None:
+        try:
+            client.get(f"/api/accounts/{account_id}", {"min_version": 99, "wait_ms": wait_ms})
+        finally:
+            connection.close()  # this thread's own connection
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+def _listener_connections() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE application_name = 'read-service-listener' AND datname = current_database()"
+        )
+        return cursor.fetchone()[0]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_wait_past_the_bound_is_refused_at_once_and_others_are_served() -> None:
+    alice = _open()
+    bound = config.read_wait_max_concurrent()
+    waiting = [_wait_in_background(Client(), alice.account_id, wait_ms=3000) for _ in range(bound)]
+    time.sleep(0.5)  # every one of them is waiting
+    started = time.monotonic()
+
+    refused = Client().get(f"/api/accounts/{alice.account_id}", {"min_version": 2, "wait_ms": 3000})
+    refused_after = time.monotonic() - started
+    fresh_enough = Client().get(f"/api/accounts/{alice.account_id}", {"min_version": 1, "wait_ms": 3000})
+    plain = Client().get(f"/api/accounts/{alice.account_id}")
+    # However many requests wait, the process listens on one connection of its own.
+    listening = _listener_connections()
+    for thread in waiting:
+        thread.join()
+
+    assert refused.status_code == 503 and refused["Retry-After"] == "1"
+    assert refused["Content-Type"] == "application/problem+json"
+    assert refused.json()["status"] == 503 and "waits" in refused.json()["detail"]
+    assert refused_after < 0.5
+    assert fresh_enough.status_code == 200 and plain.status_code == 200
+    assert listening == 1
+    # The slots come back: once the others have timed out, a wait is admitted (and times out as it should).
+    started = time.monotonic()
+    admitted = Client().get(f"/api/accounts/{alice.account_id}", {"min_version": 2, "wait_ms": 300})
+    assert admitted.status_code == 503 and time.monotonic() - started >= 0.3
