@@ -77,6 +77,9 @@ def test_a_body_that_is_not_an_object_is_400(ledger, unchanged, assert_problem) 
         ({"owner": "   "}, "owner"),
         ({"owner": "x" * 101}, "owner"),
         ({"owner": 42}, "owner"),
+        # Text PostgreSQL cannot store (NUL) or UTF-8 cannot encode (a lone surrogate) is refused, not a 500.
+        ({"owner": "a\u0000b"}, "owner"),
+        ({"owner": "x\ud800y"}, "owner"),
         ({"owner": "alice", "currency": "eur"}, "currency"),
         ({"owner": "alice", "currency": "XYZ"}, "currency"),
         ({"owner": "alice", "currency": None}, "currency"),

@@ -51,7 +51,7 @@ def test_owner_is_trimmed_and_may_be_100_characters() -> None:
     assert opened(owner="x" * 100).owner == "x" * 100
 
 
-@pytest.mark.parametrize("owner", ["", "   ", "x" * 101, None, 42, ["alice"]])
+@pytest.mark.parametrize("owner", ["", "   ", "x" * 101, None, 42, ["alice"], "a\x00b", "x\ud800y", "\udfff"])
 def test_owner_must_be_1_to_100_characters_of_text(owner: object) -> None:
     with pytest.raises(InvalidOwner) as caught:
         Account.open(account_id=uuid.uuid4(), owner=owner)

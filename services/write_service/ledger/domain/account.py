@@ -144,7 +144,8 @@ class Account:
 
 
 def validate_owner(owner: object) -> str:
-    """1..100 characters once surrounding whitespace is dropped."""
+    """1..100 characters once surrounding whitespace is dropped, all of them storable text: no NUL (which
+    PostgreSQL's text cannot hold) and no lone surrogate (which UTF-8 cannot encode); JSON can carry both."""
     if not isinstance(owner, str):
         raise InvalidOwner("Owner must be a string.")
     owner = owner.strip()
@@ -152,7 +153,13 @@ def validate_owner(owner: object) -> str:
         raise InvalidOwner("Owner must not be blank.")
     if len(owner) > OWNER_MAX_LENGTH:
         raise InvalidOwner(f"Owner must be at most {OWNER_MAX_LENGTH} characters.")
+    if not _storable_text(owner):
+        raise InvalidOwner("Owner must not contain NUL characters or lone surrogates.")
     return owner
+
+
+def _storable_text(text: str) -> bool:
+    return "\x00" not in text and not any("\ud800" <= character <= "\udfff" for character in text)
 
 
 def validate_currency(currency: object) -> str:
