@@ -94,6 +94,11 @@ def test_account_list_filters_and_paginates(client: Client) -> None:
         ({"page": "abc"}, "page"),
         ({"page_size": "0"}, "page_size"),
         ({"owner": "x" * 101}, "owner"),
+        # Present but empty is not absent: `?status=` must not list every account as if unfiltered.
+        ({"status": ""}, "status"),
+        ({"owner": ""}, "owner"),
+        ({"page": ""}, "page"),
+        ({"page_size": ""}, "page_size"),
     ],
 )
 def test_account_list_bad_parameters_are_400(client: Client, params: dict, field: str) -> None:

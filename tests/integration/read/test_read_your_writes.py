@@ -81,6 +81,8 @@ def test_transactions_wait_too(client: Client) -> None:
         ({"min_version": "1", "wait_ms": "30001"}, None, "wait_ms"),
         ({"min_version": "1", "wait_ms": "-1"}, None, "wait_ms"),
         ({"wait_ms": "soon"}, None, "wait_ms"),
+        ({"min_version": ""}, None, "min_version"),
+        ({"min_version": "2", "wait_ms": ""}, None, "wait_ms"),
         ({}, "not-a-token", "X-Consistency-Token"),
         ({}, f"{uuid.uuid4()}:0", "X-Consistency-Token"),
         ({}, f"{uuid.uuid4()}", "X-Consistency-Token"),
