@@ -34,6 +34,7 @@ CONSISTENCY_PARAMETERS = [
         OpenApiParameter.HEADER,
         description="<account_id>:<version> as a command returned it: wait until that account's projected "
         "version is at least <version> (up to wait_ms)",
+        pattern=r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}:[1-9][0-9]*$",
     ),
 ]
 
