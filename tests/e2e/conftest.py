@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -86,10 +86,13 @@ class System(system_processes.RunningSystem):
             consumer.purge(PROJECTOR_QUEUE)
             consumer.purge(DEAD_LETTER_QUEUE)
 
-    def start(self) -> System:
+    def start(self, web_env: Mapping[str, str] | None = None) -> System:
+        """Prepares the databases, starts the four processes; `web_env` adds settings of the web services."""
         self.prepare()
         self.start_web_services(
-            self.backends, {"CQRS_API_TOKENS": TOKEN}, workers={"write-service": 4, "read-service": 3}
+            self.backends,
+            {"CQRS_API_TOKENS": TOKEN, **(web_env or {})},
+            workers={"write-service": 4, "read-service": 3},
         )
         self.start_projector()
         self.start_relay()
@@ -192,7 +195,9 @@ class System(system_processes.RunningSystem):
         return truth
 
 
-def system_on(write_broker_url: str, read_broker_url: str) -> Iterator[System]:
+def system_on(
+    write_broker_url: str, read_broker_url: str, web_env: Mapping[str, str] | None = None
+) -> Iterator[System]:
     system = System(
         write_database_url=setting("WRITE_DATABASE_URL"),
         read_database_url=setting("READ_DATABASE_URL"),
@@ -200,7 +205,7 @@ def system_on(write_broker_url: str, read_broker_url: str) -> Iterator[System]:
         read_broker_url=read_broker_url,
     )
     try:
-        yield system.start()
+        yield system.start(web_env)
     finally:
         system.stop()
 
