@@ -65,6 +65,14 @@ END_TO_END_LAG = Histogram(
 )
 PROJECTION_MODE = Gauge("cqrs_projection_mode", "1 for the active path, 0 for the other", ["path"])
 
+# read-service (gunicorn workers: multiprocess mode, exported by django-prometheus's /metrics)
+READ_WAITS_IN_FLIGHT = Gauge(
+    "cqrs_read_waits_in_flight", "Read-your-writes waits being held", multiprocess_mode="livesum"
+)
+READ_WAITS_REFUSED = Counter(
+    "cqrs_read_waits_refused", "Read-your-writes waits refused at once: the process held its maximum"
+)
+
 PATHS = ("broker", "replication")
 
 Process = Literal["relay", "projector"]

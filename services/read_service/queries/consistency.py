@@ -18,7 +18,7 @@ from uuid import UUID
 
 from django.db import connection
 
-from cqrs_common import config
+from cqrs_common import config, metrics
 from read_service.queries.listener import RECHECK_SECONDS, listener
 from read_service.queries.selectors import account_version_get
 
@@ -47,9 +47,11 @@ def account_version_wait(*, account_id: UUID, min_version: int, timeout: float) 
 @contextmanager
 def _wait_slot() -> Iterator[None]:
     if not _slots.acquire(blocking=False):
+        metrics.READ_WAITS_REFUSED.inc()
         raise WaitsExhausted()
     try:
-        yield
+        with metrics.READ_WAITS_IN_FLIGHT.track_inprogress():
+            yield
     finally:
         _slots.release()
 

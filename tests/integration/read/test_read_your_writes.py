@@ -9,6 +9,7 @@ import uuid
 import pytest
 from django.db import connection
 from django.test import Client
+from prometheus_client import REGISTRY
 
 from cqrs_common import config
 from read_service.projections.apply import BROKER, apply_events
@@ -172,8 +173,10 @@ def _listener_connections() -> int:
 def test_a_wait_past_the_bound_is_refused_at_once_and_others_are_served() -> None:
     alice = _open()
     bound = config.read_wait_max_concurrent()
+    refused_before = REGISTRY.get_sample_value("cqrs_read_waits_refused_total") or 0
     waiting = [_wait_in_background(Client(), alice.account_id, wait_ms=3000) for _ in range(bound)]
     time.sleep(0.5)  # every one of them is waiting
+    in_flight = REGISTRY.get_sample_value("cqrs_read_waits_in_flight")
     started = time.monotonic()
 
     refused = Client().get(f"/api/accounts/{alice.account_id}", {"min_version": 2, "wait_ms": 3000})
@@ -191,7 +194,34 @@ def test_a_wait_past_the_bound_is_refused_at_once_and_others_are_served() -> Non
     assert refused_after < 0.5
     assert fresh_enough.status_code == 200 and plain.status_code == 200
     assert listening == 1
+    assert in_flight == bound
+    assert REGISTRY.get_sample_value("cqrs_read_waits_refused_total") == refused_before + 1
     # The slots come back: once the others have timed out, a wait is admitted (and times out as it should).
     started = time.monotonic()
     admitted = Client().get(f"/api/accounts/{alice.account_id}", {"min_version": 2, "wait_ms": 300})
     assert admitted.status_code == 503 and time.monotonic() - started >= 0.3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_waits_are_woken_after_the_listener_lost_its_connection(monkeypatch: pytest.MonkeyPatch) -> None:
+    alice = _open()
+    Client().get(f"/api/accounts/{alice.account_id}", {"min_version": 2, "wait_ms": 300})  # listener started
+    assert _listener_connections() == 1
+    with connection.cursor() as cursor:  # as a database restart or a network cut would
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE application_name = 'read-service-listener' AND datname = current_database()"
+        )
+    # Rechecks so rare that only a NOTIFY on the reopened connection can end the wait in time.
+    monkeypatch.setattr(listener, "RECHECK_SECONDS", 30.0)
+    time.sleep(1.0)  # the listener notices and reconnects
+    thread = _apply_later(1.0, [alice.deposited("5.00")])
+    started = time.monotonic()
+
+    response = Client().get(f"/api/accounts/{alice.account_id}", {"min_version": 2, "wait_ms": 10000})
+    elapsed = time.monotonic() - started
+    thread.join()
+
+    assert response.status_code == 200 and response.json()["version"] == 2
+    assert elapsed < 5
+    assert _listener_connections() == 1
