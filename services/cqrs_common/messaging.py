@@ -402,6 +402,7 @@ class Delivery:
     content_type: str | None = None
     timestamp: int | None = None
     headers: Mapping[str, Any] = field(default_factory=dict)
+    content_encoding: str | None = None
 
     @property
     def correlation_id(self) -> str | None:
@@ -412,32 +413,44 @@ class Delivery:
     def published_at(self) -> datetime | None:
         """When the relay published it: the precise header, else the whole-second AMQP timestamp."""
         precise = self.headers.get(PUBLISHED_AT_HEADER)
-        if precise is not None:
-            try:
+        try:
+            if precise is not None:
                 return parse_timestamp(str(precise))
-            except ValueError:
-                pass
-        return None if self.timestamp is None else datetime.fromtimestamp(self.timestamp, UTC)
+        except ValueError:
+            pass
+        try:
+            return None if self.timestamp is None else datetime.fromtimestamp(self.timestamp, UTC)
+        except (ValueError, OverflowError, OSError):  # any publisher may set any 64-bit timestamp
+            return None
 
     @property
     def delivery_count(self) -> int:
         """Earlier deliveries of this message (quorum queues count them; 0 on the first)."""
-        return int(self.headers.get("x-delivery-count", 0))
+        try:
+            return int(self.headers.get("x-delivery-count", 0))
+        except (TypeError, ValueError):
+            return 0
 
     @classmethod
     def from_pika(cls, method: Any, properties: BasicProperties, body: bytes) -> Delivery:
         return cls(
             delivery_tag=method.delivery_tag,
             body=body,
-            routing_key=method.routing_key,
-            exchange=method.exchange,
+            routing_key=_text(method.routing_key),
+            exchange=_text(method.exchange),
             redelivered=bool(method.redelivered),
-            message_id=properties.message_id,
-            type=properties.type,
-            content_type=properties.content_type,
+            message_id=_text(properties.message_id),
+            type=_text(properties.type),
+            content_type=_text(properties.content_type),
+            content_encoding=_text(properties.content_encoding),
             timestamp=properties.timestamp,
             headers=dict(properties.headers or {}),
         )
+
+
+def _text(value: str | bytes | None) -> Any:
+    """pika hands a short string that is not UTF-8 over as bytes; every property here is text."""
+    return value.decode("utf-8", "backslashreplace") if isinstance(value, bytes) else value
 
 
 class Consumer:
@@ -550,6 +563,7 @@ class Consumer:
                 delivery.body,
                 BasicProperties(
                     content_type=delivery.content_type,
+                    content_encoding=delivery.content_encoding,
                     delivery_mode=pika.DeliveryMode.Persistent,
                     message_id=delivery.message_id,
                     type=delivery.type,

@@ -17,10 +17,18 @@ from read_service.projections.models import DeadLetter
 
 # Stored reasons are metric labels too, so they stay short and few; details can be long, but not unbounded.
 MAX_DETAIL_CHARS = 2000
+# The record's columns (models.DeadLetter): a message's properties are cut to fit, never refused for it.
+MAX_MESSAGE_ID_CHARS = 255
+MAX_EVENT_TYPE_CHARS = 64
+MAX_ROUTING_KEY_CHARS = 255
+MAX_REASON_CHARS = 64
 
 
 @dataclass(frozen=True, slots=True)
 class DeadLetterEntry:
+    """What a record stores. Its text fields are made storable on construction, whatever they came from
+    (a hostile message's properties): text, no NUL, no lone surrogate, cut to the column's length."""
+
     message_id: str | None
     reason: str
     detail: str
@@ -28,13 +36,33 @@ class DeadLetterEntry:
     routing_key: str | None = None
     body: bytes | None = None
 
+    def __post_init__(self) -> None:
+        for name, limit in (
+            ("message_id", MAX_MESSAGE_ID_CHARS),
+            ("event_type", MAX_EVENT_TYPE_CHARS),
+            ("routing_key", MAX_ROUTING_KEY_CHARS),
+        ):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, storable_text(value, limit))
+        object.__setattr__(self, "reason", storable_text(self.reason, MAX_REASON_CHARS))
+        object.__setattr__(self, "detail", storable_text(self.detail, MAX_DETAIL_CHARS))
+
+
+def storable_text(value: object, limit: int) -> str:
+    """`value` as text PostgreSQL can store, at most `limit` characters: bytes that are not UTF-8, NUL and
+    lone surrogates become backslash escapes (so nothing is silently lost from what an operator reads)."""
+    if isinstance(value, bytes | bytearray):
+        text = bytes(value).decode("utf-8", "backslashreplace")
+    else:
+        text = value if isinstance(value, str) else str(value)
+    text = text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
+    return text[:limit]
+
 
 def dead_letters_record(entries: Iterable[DeadLetterEntry]) -> int:
     """Inserts one record per entry in the current transaction; returns how many."""
-    rows = [
-        (e.message_id, e.event_type, e.routing_key, e.reason, e.detail[:MAX_DETAIL_CHARS], e.body)
-        for e in entries
-    ]
+    rows = [(e.message_id, e.event_type, e.routing_key, e.reason, e.detail, e.body) for e in entries]
     if not rows:
         return 0
     with connection.cursor() as cursor:

@@ -7,8 +7,10 @@ messages: every refused one is rejected (RabbitMQ moves it to the dead-letter qu
 is acknowledged with one ack-multiple. A crash anywhere before the ack means redelivery, and redelivered
 events are duplicates that the apply step ignores: exactly once in effect.
 
-Refused: a body that is not a valid event (`InvalidEvent`: its reason labels the metric) and an event whose
-handler failed. The loop keeps going after either.
+Refused: a message that is not a valid event of the contract, whatever its body and properties
+(`intake.event_from_delivery`: its reason labels the metric), and an event whose handler failed. The loop
+keeps going after either, and the batch's other messages are applied and acknowledged as usual: a refused
+message is never requeued, so its neighbours never count toward the queue's delivery limit because of it.
 
 Failures of the infrastructure never refuse a message: a lost broker connection is reopened with backoff
 (the unacknowledged batch comes back by itself), a failing database is retried with backoff while the batch
@@ -30,12 +32,13 @@ from django.db import DatabaseError, InterfaceError, OperationalError, connectio
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential_jitter
 
 from cqrs_common import metrics
-from cqrs_common.events import EventEnvelope, InvalidEvent, from_wire
+from cqrs_common.events import EventEnvelope
 from cqrs_common.logging import get_logger
 from cqrs_common.messaging import BrokerError, Consumer, Delivery
 from read_service.projections.apply import BROKER, REPLICATION, ApplyOutcome, apply_events
 from read_service.projections.dead_letters import DeadLetterEntry
 from read_service.projections.fallback import ReplicationFallback
+from read_service.projections.intake import event_from_delivery, refusal
 from read_service.projections.state import ActivePath, projector_heartbeat
 
 log = get_logger(__name__)
@@ -124,13 +127,12 @@ class Projector:
         delivery_of: dict[int, Delivery] = {}  # id(event) -> its delivery
         refused: list[tuple[Delivery, DeadLetterEntry]] = []
         for delivery in deliveries:
-            try:
-                event = from_wire(delivery.body)
-            except InvalidEvent as exc:
-                refused.append((delivery, _entry(delivery, exc.reason, exc.detail)))
+            parsed = event_from_delivery(delivery)
+            if isinstance(parsed, DeadLetterEntry):
+                refused.append((delivery, parsed))
                 continue
-            events.append(event)
-            delivery_of[id(event)] = delivery
+            events.append(parsed)
+            delivery_of[id(parsed)] = delivery
 
         outcome = self._apply_with_retry(consumer, events, [entry for _, entry in refused], stop)
         applied_at = time.time()
@@ -138,7 +140,7 @@ class Projector:
         refused += [
             (
                 delivery_of[id(failure.event)],
-                _entry(delivery_of[id(failure.event)], failure.reason, failure.detail),
+                refusal(delivery_of[id(failure.event)], failure.reason, failure.detail),
             )
             for failure in outcome.failures_to_reject(BROKER)
         ]
@@ -192,16 +194,6 @@ class Projector:
             log.warning("heartbeat_failed", error=str(exc))
             connection.close()
         self._last_heartbeat = now
-
-
-def _entry(delivery: Delivery, reason: str, detail: str) -> DeadLetterEntry:
-    return DeadLetterEntry(
-        message_id=delivery.message_id,
-        reason=reason,
-        detail=detail,
-        event_type=delivery.type,
-        routing_key=delivery.routing_key,
-    )
 
 
 def _keep_alive(consumer: Consumer, seconds: float) -> None:

@@ -173,6 +173,38 @@ def publish_raw(broker: Consumer) -> Callable[..., None]:
     return publish
 
 
+class HostilePublisher:
+    """Publishes any body with any AMQP properties to cqrs.events, confirmed: what a broken or hostile
+    publisher could send. pika directly, because the project's own publisher only builds valid messages."""
+
+    def __init__(self, url: str) -> None:
+        import pika
+
+        self._pika = pika
+        self._connection = pika.BlockingConnection(pika.URLParameters(url))
+        self._channel = self._connection.channel()
+        self._channel.confirm_delivery()
+
+    def publish(self, body: bytes, routing_key: str = "account.MoneyDeposited", **properties: Any) -> None:
+        properties.setdefault("message_id", str(uuid.uuid4()))
+        properties.setdefault("content_type", "application/json")
+        properties = {key: value for key, value in properties.items() if value is not None}
+        self._channel.basic_publish(
+            "cqrs.events", routing_key, body, self._pika.BasicProperties(**properties), mandatory=True
+        )
+
+    def close(self) -> None:
+        if self._connection.is_open:
+            self._connection.close()
+
+
+@pytest.fixture
+def hostile_publisher(broker_url: str, broker: Consumer) -> Iterator[HostilePublisher]:
+    publisher = HostilePublisher(broker_url)
+    yield publisher
+    publisher.close()
+
+
 class RunningProjector:
     """The projector loop in a thread, as the management command runs it; `stop()` is SIGTERM."""
 
@@ -185,6 +217,11 @@ class RunningProjector:
         )
         self._thread = threading.Thread(target=projector.run, args=(self._stop,), daemon=True)
         self._thread.start()
+
+    @property
+    def alive(self) -> bool:
+        """False once the loop has ended without being stopped: as the process, it would have exited."""
+        return self._thread.is_alive() or self._stop.is_set()
 
     def stop(self) -> None:
         self._stop.set()

@@ -1,0 +1,180 @@
+"""Hostile and broken messages on cqrs.events, one per way a message can be wrong, against the real broker and
+read DB: each is dead-lettered with a record, a metric and a log line, the projector keeps running, and a
+valid event published right after it is applied.
+
+A "parked" poison carries a version ahead of the account's next one, so the apply step would keep it in
+`pending_events` (jsonb, an integer version): where values PostgreSQL cannot store used to surface.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from prometheus_client import REGISTRY
+
+from cqrs_common.events import to_wire
+from cqrs_common.messaging import DEAD_LETTER_QUEUE, PROJECTOR_QUEUE
+from read_service.projections.models import AccountView, DeadLetter
+from tests.integration.read.conftest import AccountHistory, eventually
+
+NEXT, AHEAD = 2, 3  # the poison's version: the account's next one, or one past it (parked if valid)
+
+
+@dataclass(frozen=True)
+class Poison:
+    reason: str
+    body: Callable[[dict[str, Any]], bytes]  # from the wire form of a deposit of the right version
+    version: int = NEXT
+    properties: dict[str, Any] = field(default_factory=dict)
+
+
+def _with(**changes: Any) -> Callable[[dict[str, Any]], bytes]:
+    return lambda wire: json.dumps({**wire, **changes}).encode()
+
+
+def _with_data(**extra: Any) -> Callable[[dict[str, Any]], bytes]:
+    return lambda wire: json.dumps({**wire, "data": {**wire["data"], **extra}}).encode()
+
+
+def _text(replace: str, by: str) -> Callable[[dict[str, Any]], bytes]:
+    """The JSON text with one token replaced: for what `json.dumps` would never write."""
+    return lambda wire: json.dumps(wire).replace(replace, by).encode()
+
+
+def _nested(depth: int) -> bytes:
+    return b"[" * depth + b"]" * depth
+
+
+POISONS: dict[str, Poison] = {
+    "type_is_a_list": Poison("unknown_type", lambda wire: b'{"type": []}'),
+    "type_is_an_object": Poison("unknown_type", _with(type={"a": 1})),
+    "schema_version_is_an_object": Poison("unsupported_schema_version", _with(schema_version={})),
+    "schema_version_is_true": Poison("unsupported_schema_version", _with(schema_version=True)),
+    "deeply_nested_body": Poison("too_deep", lambda wire: _nested(30_000)),
+    "deeply_nested_data": Poison(
+        "too_deep",
+        lambda wire: json.dumps(wire).replace('"amount"', f'"x": {_nested(100).decode()}, "amount"').encode(),
+        AHEAD,
+    ),
+    "type_property_longer_than_the_record_column": Poison(
+        "malformed_json", lambda wire: b"{not json", properties={"type": "T" * 255}
+    ),
+    "nul_in_data": Poison("invalid_envelope", _with_data(memo="a\u0000b"), AHEAD),
+    "nul_in_owner": Poison(
+        "invalid_envelope", _with(type="AccountOpened", data={"owner": "a\u0000b", "currency": "EUR"})
+    ),
+    "nan_in_data": Poison("malformed_json", _text('"MEMO"', "NaN"), AHEAD),
+    "infinity_as_amount": Poison("malformed_json", _text('"1.00"', "Infinity"), AHEAD),
+    "number_beyond_float": Poison("invalid_envelope", _text('"1.00"', "1e400"), AHEAD),
+    "lone_surrogate_in_data": Poison("invalid_envelope", _text('"MEMO"', '"x\\ud800y"'), AHEAD),
+    "version_2_pow_31": Poison("invalid_envelope", _with(aggregate_version=2**31), AHEAD),
+    "version_negative": Poison("invalid_envelope", _with(aggregate_version=-1), AHEAD),
+    "version_zero": Poison("invalid_envelope", _with(aggregate_version=0), AHEAD),
+    "version_bool": Poison("invalid_envelope", _with(aggregate_version=True), AHEAD),
+    "version_float": Poison("invalid_envelope", _with(aggregate_version=3.0), AHEAD),
+    "position_2_pow_63": Poison("invalid_envelope", _with(position=2**63), AHEAD),
+    "occurred_at_before_year_1_in_utc": Poison(
+        "invalid_envelope", _with(occurred_at="0001-01-01T00:00:00+05:00"), AHEAD
+    ),
+    "non_utf8_body": Poison(
+        "malformed_json",
+        lambda wire: json.dumps(wire, ensure_ascii=False).replace("1.00", "1.00é").encode("latin-1"),
+    ),
+    "utf16_body": Poison("malformed_json", lambda wire: json.dumps(wire).encode("utf-16")),
+    "body_over_64_kib": Poison("too_large", _with_data(memo="m" * 70_000), AHEAD),
+    "content_type_text_plain": Poison(
+        "unsupported_content_type",
+        lambda wire: json.dumps(wire).encode(),
+        properties={"content_type": "text/plain"},
+    ),
+    "content_encoding_gzip": Poison(
+        "unsupported_content_type",
+        lambda wire: gzip.compress(json.dumps(wire).encode()),
+        properties={"content_encoding": "gzip"},
+    ),
+    "message_id_not_utf8": Poison(
+        "malformed_json", lambda wire: b"{not json", properties={"message_id": b"\xff\xfe"}
+    ),
+    "message_id_with_nul": Poison(
+        "malformed_json", lambda wire: b"{not json", properties={"message_id": "a\x00b"}
+    ),
+    "no_message_id_nor_properties": Poison(
+        "malformed_json", lambda wire: b"\x00\x01", properties={"message_id": None, "content_type": None}
+    ),
+}
+
+
+def _version(history: AccountHistory) -> int:
+    return (
+        AccountView.objects.filter(account_id=history.account_id).values_list("version", flat=True).first()
+        or 0
+    )
+
+
+def _dead_lettered(reason: str) -> float:
+    return REGISTRY.get_sample_value("cqrs_events_dead_lettered_total", {"reason": reason}) or 0.0
+
+
+@pytest.fixture
+def opened(broker, publish, start_projector):
+    """An account at version 1 and a running projector."""
+    alice = AccountHistory()
+    publish(alice.opened())
+    projector = start_projector()
+    eventually(lambda: _version(alice) == 1)
+    return alice, projector
+
+
+@pytest.mark.parametrize("name", POISONS)
+def test_a_hostile_message_is_dead_lettered_and_the_next_event_applied(
+    name, opened, broker, publish, hostile_publisher
+) -> None:
+    poison = POISONS[name]
+    alice, projector = opened
+    before = _dead_lettered(poison.reason)
+    wire = json.loads(to_wire(alice.deposited("1.00")))
+    alice.version -= 1
+    wire["aggregate_version"] = poison.version
+    wire["data"]["memo"] = "MEMO"
+    hostile_publisher.publish(poison.body(wire), **poison.properties)
+    publish(alice.deposited("2.00"))
+
+    eventually(lambda: not projector.alive or _version(alice) == 2)
+    assert projector.alive, "the projector stopped"
+    assert AccountView.objects.get(account_id=alice.account_id).balance == Decimal("2.00")
+    eventually(
+        lambda: broker.message_count(PROJECTOR_QUEUE) == 0 and broker.message_count(DEAD_LETTER_QUEUE) == 1
+    )
+    record = DeadLetter.objects.get()
+    assert (record.reason, _dead_lettered(poison.reason)) == (poison.reason, before + 1), record.detail
+    assert record.detail
+    if "type" in poison.properties:
+        assert record.event_type == poison.properties["type"][:64]
+
+
+@pytest.mark.parametrize(
+    "properties",
+    [
+        {"message_id": None},
+        {"type": "T" * 255},
+        {"timestamp": 2**63 - 1},
+        {"headers": {"x-published-at": "9999-12-31T23:59:59.999999-23:59", "x-correlation-id": b"\xff"}},
+        {"content_type": "application/json; charset=utf-8"},
+    ],
+    ids=["no_message_id", "long_type", "timestamp_far_future", "odd_headers", "json_with_charset"],
+)
+def test_a_valid_event_with_odd_properties_is_applied(properties, opened, broker, hostile_publisher) -> None:
+    alice, projector = opened
+    hostile_publisher.publish(to_wire(alice.deposited("3.00")), **properties)
+
+    eventually(lambda: not projector.alive or _version(alice) == 2)
+    assert projector.alive, "the projector stopped"
+    assert AccountView.objects.get(account_id=alice.account_id).balance == Decimal("3.00")
+    eventually(lambda: broker.message_count(PROJECTOR_QUEUE) == 0)
+    assert broker.message_count(DEAD_LETTER_QUEUE) == 0 and not DeadLetter.objects.exists()
