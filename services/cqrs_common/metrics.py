@@ -64,6 +64,13 @@ END_TO_END_LAG = Histogram(
     buckets=LAG_BUCKETS,
 )
 PROJECTION_MODE = Gauge("cqrs_projection_mode", "1 for the active path, 0 for the other", ["path"])
+PROJECTOR_FAILURES = Counter(
+    "cqrs_projector_failures",
+    "Failures the projector survived: consumer (loop restarted), apply (batch applied one by one), "
+    "replication_fallback (round retried)",
+    ["component"],
+)
+PROJECTOR_COMPONENTS = ("consumer", "apply", "replication_fallback")
 
 # read-service (gunicorn workers: multiprocess mode, exported by django-prometheus's /metrics)
 READ_WAITS_IN_FLIGHT = Gauge(
@@ -92,6 +99,7 @@ METRICS_OF: dict[str, tuple[Collector, ...]] = {
         CONSUME_LAG,
         END_TO_END_LAG,
         PROJECTION_MODE,
+        PROJECTOR_FAILURES,
     ),
 }
 _RUNTIME_COLLECTORS = (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR)
@@ -119,6 +127,8 @@ def _start_known_series_at_zero(process: str) -> None:
         for event_type in EVENT_TYPES:
             EVENTS_PUBLISHED.labels(type=event_type)
     if process == "projector":
+        for component in PROJECTOR_COMPONENTS:
+            PROJECTOR_FAILURES.labels(component=component)
         for path in PATHS:
             EVENTS_DUPLICATE.labels(path=path)
             for event_type in EVENT_TYPES:

@@ -23,6 +23,7 @@ PROJECTOR_NAMES = {
     "cqrs_consume_lag_seconds",
     "cqrs_end_to_end_lag_seconds",
     "cqrs_projection_mode",
+    "cqrs_projector_failures_total",
 }
 
 

@@ -9,10 +9,10 @@ written in the same transaction as the read-model change, so the two can never d
 - version == applied + 1: the handler runs, the tracking row is written, then events of that account
   waiting in `pending_events` that are now next are applied too;
 - version > applied + 1: the event is parked in `pending_events` until the gap before it is filled;
-- handler failure: that event alone is undone and reported as failed, with a dead-letter record written in
-  the same transaction. An event that came from the broker has its message in the DLQ once the caller
-  rejects it; any other (a parked event that fails when drained, an event of the replication path) has no
-  message to reject, so its record keeps the event for `dlq replay`.
+- handler failure (or an event that cannot be parked): that event alone is undone and reported as failed,
+  with a dead-letter record written in the same transaction. An event that came from the broker has its
+  message in the DLQ once the caller rejects it; any other (a parked event that fails when drained, an event
+  of the replication path) has no message to reject, so its record keeps the event for `dlq replay`.
 
 Handlers fail rarely, and a savepoint around each event would cost two round trips per event, so a batch
 runs first without them, its tracking rows written together at the end, and its money events (most of the
@@ -22,6 +22,9 @@ that records the batch's progress: a batch of money events, a backlog's or a lon
 and read, one statement and the commit. If a handler or a run fails, the transaction is rolled back and
 the batch runs again event by event, with a savepoint around each (handler and tracking row), so only the
 failing ones are undone.
+
+`apply_each` is the last resort when `apply_events` itself raised for a reason no check foresaw: each event
+in a transaction of its own, so only an event that still fails is refused (`apply_failed`).
 
 Accounts of a batch are locked (transaction-level advisory locks, in key order) before their versions are
 read, so concurrent appliers (a second projector during a rollout, the replication path) serialise per
@@ -65,6 +68,8 @@ PATHS = (BROKER, REPLICATION)
 # NOTIFY channel, payload = account id, delivered at commit; read-your-writes waits on it.
 PROJECTED_CHANNEL = "account_projected"
 HANDLER_FAILED = "handler_failed"
+PARK_FAILED = "park_failed"
+APPLY_FAILED = "apply_failed"
 UNKNOWN_TYPE = "unknown_type"
 MAX_LOGGED_IDS = 20
 
@@ -91,6 +96,13 @@ class ApplyOutcome:
     failed: list[Failure] = field(default_factory=list)
     # Reasons of dead letters whose record is the only copy (nothing for the caller to reject).
     recorded_only: list[str] = field(default_factory=list)
+
+    def absorb(self, other: ApplyOutcome) -> None:
+        self.applied += other.applied
+        self.duplicates += other.duplicates
+        self.parked += other.parked
+        self.failed += other.failed
+        self.recorded_only += other.recorded_only
 
     def failures_to_reject(self, path: str) -> list[Failure]:
         """Failed events that arrived as broker messages in this call: the caller rejects them to the DLQ."""
@@ -172,8 +184,63 @@ def _apply(
             # A money run that failed (an account not projected), or an event id seen before with another
             # version: the batch is redone event by event, so only the failing events are refused.
             raise _HandlerFailed from exc
-        transaction.on_commit(lambda: _observe(outcome, path))
+        # robust: a failing metric or log line must not fail a batch that is committed already
+        transaction.on_commit(lambda: _observe(outcome, path), robust=True)
     return outcome
+
+
+def apply_each(
+    events: Sequence[EventEnvelope], *, path: str, refused: Iterable[DeadLetterEntry] = ()
+) -> ApplyOutcome:
+    """What `apply_events` does, one event per transaction, for a batch that made `apply_events` raise:
+    an event that still fails is refused alone (`apply_failed`, with its record), the others are applied.
+    Errors of the database itself still propagate (the caller retries: applied events come back as
+    duplicates). The records of `refused` are written last, so a retry never writes them twice."""
+    outcome = ApplyOutcome()
+    for event in events:
+        try:
+            outcome.absorb(apply_events([event], path=path))
+        except (OperationalError, InterfaceError):
+            raise
+        except Exception as exc:
+            detail = f"{type(exc).__name__}: {str(exc)[:500]}"
+            outcome.failed.append(Failure(event, APPLY_FAILED, detail))
+            body = None if path == BROKER else _wire_or_none(event)  # a broker message goes to the DLQ
+            log.error("event_apply_failed", event_id=str(event.event_id), path=path, error=detail)
+            stored = _record_alone(
+                [
+                    DeadLetterEntry(
+                        str(event.event_id), APPLY_FAILED, detail, event.type, event.routing_key, body
+                    )
+                ]
+            )
+            if body is not None and stored:
+                metrics.EVENTS_DEAD_LETTERED.labels(reason=APPLY_FAILED).inc()
+    _record_alone(list(refused))
+    return outcome
+
+
+def _record_alone(entries: list[DeadLetterEntry]) -> bool:
+    """Writes dead-letter records in a transaction of their own; a record that cannot be written is logged
+    (the message still goes to the DLQ) rather than allowed to stop the projector."""
+    if not entries:
+        return True
+    try:
+        with transaction.atomic():
+            dead_letters_record(entries)
+    except (OperationalError, InterfaceError):
+        raise
+    except Exception:
+        log.error("dead_letter_record_failed", records=len(entries), exc_info=True)
+        return False
+    return True
+
+
+def _wire_or_none(event: EventEnvelope) -> bytes | None:
+    try:
+        return to_wire(event)
+    except (TypeError, ValueError, OverflowError):
+        return None
 
 
 class _Batch:
@@ -196,10 +263,11 @@ class _Batch:
         if event.aggregate_version <= applied_version:
             self.outcome.duplicates.append(event)
         elif event.aggregate_version > applied_version + 1:
-            if _park(self.cursor, event, self.path):
+            parked = self.park(event)
+            if parked:
                 self.outcome.parked.append(event)
                 self.waiting.add(event.aggregate_id)
-            else:  # this version is parked already
+            elif parked is not None:  # this version is parked already
                 self.outcome.duplicates.append(event)
         elif self.apply(event, self.path, from_pending=False) and event.aggregate_id in self.waiting:
             self.drain(event.aggregate_id)
@@ -228,6 +296,22 @@ class _Batch:
         self.outcome.applied.append(Applied(event, path))
         return True
 
+    def park(self, event: EventEnvelope) -> bool | None:
+        """True when parked now, False when parked already, None when it cannot be (refused as failed).
+        `from_dict` lets through only what `pending_events` can store; this guards what it did not foresee."""
+        try:
+            if not self.isolate:
+                return _park(self.cursor, event, self.path)
+            with transaction.atomic():
+                return _park(self.cursor, event, self.path)
+        except (OperationalError, InterfaceError):
+            raise
+        except Exception as exc:
+            if not self.isolate:
+                raise _HandlerFailed from exc
+            self.fail(Failure(event, PARK_FAILED, f"{type(exc).__name__}: {str(exc)[:500]}"))
+            return None
+
     def run(self, handler: Handler, event: EventEnvelope) -> None:
         """Without a savepoint: a money event joins the run of movements; any other event writes that run
         first, so every account sees its events in order."""
@@ -246,7 +330,7 @@ class _Batch:
         event = failure.event
         self.outcome.failed.append(failure)
         rejected_by_caller = self.path == BROKER and not failure.from_pending  # its message goes to the DLQ
-        body = None if rejected_by_caller else to_wire(event)
+        body = None if rejected_by_caller else _wire_or_none(event)
         self.dead_letters.append(
             DeadLetterEntry(
                 str(event.event_id), failure.reason, failure.detail, event.type, event.routing_key, body

@@ -26,11 +26,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import connection
+from django.db import InterfaceError, OperationalError, connection
 
 from cqrs_common import metrics
 from cqrs_common.logging import get_logger
-from read_service.projections.apply import REPLICATION, apply_events, parked_ready_drain
+from read_service.projections.apply import REPLICATION, apply_each, apply_events, parked_ready_drain
 from read_service.projections.replica import (
     REPLICA_TABLE,
     STREAMING,
@@ -78,7 +78,12 @@ class ReplicationFallback:
                     failures = 0
                 except Exception as exc:  # the thread must outlive any failure; the next round retries
                     failures += 1
-                    log.warning("replication_fallback_failed", error=str(exc).strip(), attempt=failures)
+                    metrics.PROJECTOR_FAILURES.labels(component="replication_fallback").inc()
+                    log.warning(
+                        "replication_fallback_failed",
+                        error=f"{type(exc).__name__}: {str(exc).strip()[:500]}",
+                        attempt=failures,
+                    )
                     connection.close()  # Django opens a fresh connection on the next query
                     self._recorded_mode = None  # write the mode again once the database answers
                     halt.wait(min(MAX_BACKOFF_SECONDS, 0.25 * 2**failures))
@@ -131,7 +136,14 @@ class ReplicationFallback:
 
     def _apply(self, wires: list[dict[str, Any]]) -> int:
         batch = replica_events(wires)
-        outcome = apply_events(batch.events, path=REPLICATION, refused=batch.refused)
+        try:
+            outcome = apply_events(batch.events, path=REPLICATION, refused=batch.refused)
+        except (OperationalError, InterfaceError):
+            raise
+        except Exception as exc:  # one row no check foresaw must not hold the fallback back for good
+            metrics.PROJECTOR_FAILURES.labels(component="apply").inc()
+            log.error("batch_apply_failed", path=REPLICATION, events=len(batch.events), error=str(exc)[:500])
+            outcome = apply_each(batch.events, path=REPLICATION, refused=batch.refused)
         for entry in batch.refused:  # committed with the batch: count and log them now
             metrics.EVENTS_DEAD_LETTERED.labels(reason=entry.reason).inc()
             log.warning(

@@ -11,6 +11,10 @@ Refused: a message that is not a valid event of the contract, whatever its body 
 (`intake.event_from_delivery`: its reason labels the metric), and an event whose handler failed. The loop
 keeps going after either, and the batch's other messages are applied and acknowledged as usual: a refused
 message is never requeued, so its neighbours never count toward the queue's delivery limit because of it.
+If applying the batch fails in a way no check foresaw, the batch is applied again one event per transaction
+(`apply_each`) and only the event that still fails is refused (`apply_failed`). Any other unforeseen failure
+of the loop is logged and counted (`cqrs_projector_failures_total{component="consumer"}`), and the loop
+reconnects after a backoff: the process never exits for it.
 
 Failures of the infrastructure never refuse a message: a lost broker connection is reopened with backoff
 (the unacknowledged batch comes back by itself), a failing database is retried with backoff while the batch
@@ -35,7 +39,7 @@ from cqrs_common import metrics
 from cqrs_common.events import EventEnvelope
 from cqrs_common.logging import get_logger
 from cqrs_common.messaging import BrokerError, Consumer, Delivery
-from read_service.projections.apply import BROKER, REPLICATION, ApplyOutcome, apply_events
+from read_service.projections.apply import BROKER, REPLICATION, ApplyOutcome, apply_each, apply_events
 from read_service.projections.dead_letters import DeadLetterEntry
 from read_service.projections.fallback import ReplicationFallback
 from read_service.projections.intake import event_from_delivery, refusal
@@ -74,16 +78,29 @@ class Projector:
             fallback.start()
         log_failure = _log_retry("broker_connection_failed")
 
-        def on_broker_failure(state: RetryCallState) -> None:
-            log_failure(state)
-            self._use_path(REPLICATION)
+        def on_failure(state: RetryCallState) -> None:
+            error = state.outcome.exception() if state.outcome else None
+            if isinstance(error, BrokerError):
+                log_failure(state)
+                self._use_path(REPLICATION)
+                return
+            # Not the broker: a failure nobody foresaw. The process stays up; unacknowledged messages go
+            # back to the queue with the connection and the loop starts over after the backoff.
+            metrics.PROJECTOR_FAILURES.labels(component="consumer").inc()
+            log.error(
+                "projector_loop_failed",
+                attempt=state.attempt_number,
+                retry_in=round(state.upcoming_sleep, 2),
+                exc_info=error,
+            )
+            connection.close()
 
         retrying = Retrying(
-            retry=retry_if_exception_type(BrokerError),
+            retry=retry_if_exception_type(Exception),
             wait=wait_exponential_jitter(multiplier=0.2, max=5.0),
             stop=lambda _state: stop.is_set(),
             sleep=stop.wait,
-            before_sleep=on_broker_failure,
+            before_sleep=on_failure,
             retry_error_callback=lambda _state: None,
         )
         try:
@@ -134,7 +151,15 @@ class Projector:
             events.append(parsed)
             delivery_of[id(parsed)] = delivery
 
-        outcome = self._apply_with_retry(consumer, events, [entry for _, entry in refused], stop)
+        entries = [entry for _, entry in refused]
+        try:
+            outcome = self._apply_with_retry(apply_events, consumer, events, entries, stop)
+        except (OperationalError, InterfaceError):
+            raise
+        except Exception as exc:
+            metrics.PROJECTOR_FAILURES.labels(component="apply").inc()
+            log.error("batch_apply_failed", path=BROKER, events=len(events), error=str(exc)[:500])
+            outcome = self._apply_with_retry(apply_each, consumer, events, entries, stop)
         applied_at = time.time()
 
         refused += [
@@ -167,6 +192,7 @@ class Projector:
 
     def _apply_with_retry(
         self,
+        apply: Callable[..., ApplyOutcome],
         consumer: Consumer,
         events: list[EventEnvelope],
         refused: list[DeadLetterEntry],
@@ -182,7 +208,7 @@ class Projector:
             before_sleep=_log_retry("database_unavailable", reconnect=True),
             reraise=True,
         )
-        return retrying(apply_events, events, path=BROKER, refused=refused)
+        return retrying(apply, events, path=BROKER, refused=refused)
 
     def _heartbeat(self) -> None:
         now = time.monotonic()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from decimal import Decimal
 
 import pytest
@@ -258,3 +259,24 @@ def test_event_id_reused_for_another_version_fails_alone() -> None:
     assert [(f.event, f.reason) for f in outcome.failed] == [(reused, "handler_failed")]
     assert "IntegrityError" in outcome.failed[0].detail
     assert AccountView.objects.get(account_id=alice.account_id).balance == Decimal("0.00")
+
+
+def test_an_event_the_database_cannot_park_fails_alone_and_the_batch_is_applied() -> None:
+    """An event built in code, past every check of `from_dict`: its version does not fit the parked column."""
+    alice, bob = AccountHistory(), AccountHistory()
+    opened, deposit = alice.opened(), alice.deposited("5.00")
+    bob_opened = bob.opened()
+    ahead = dataclasses.replace(bob.deposited("1.00"), aggregate_version=2**31)
+
+    outcome = apply_events([bob_opened, opened, ahead, deposit], path=REPLICATION)
+
+    assert [item.event for item in outcome.applied if item.event.aggregate_id == alice.account_id] == [
+        opened,
+        deposit,
+    ]
+    assert [(f.event, f.reason) for f in outcome.failed] == [(ahead, "park_failed")]
+    assert AccountView.objects.get(account_id=alice.account_id).balance == Decimal("5.00")
+    assert not PendingEvent.objects.filter(aggregate_id=bob.account_id).exists()
+    record = DeadLetter.objects.get(message_id=str(ahead.event_id))
+    assert (record.reason, record.message_id) == ("park_failed", str(ahead.event_id))
+    assert "out of range" in record.detail and record.body is not None  # the replication path's only copy

@@ -10,17 +10,20 @@ from __future__ import annotations
 
 import gzip
 import json
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 import pytest
+from django.db import connection
 from prometheus_client import REGISTRY
 
 from cqrs_common.events import to_wire
-from cqrs_common.messaging import DEAD_LETTER_QUEUE, PROJECTOR_QUEUE
+from cqrs_common.messaging import DEAD_LETTER_QUEUE, PROJECTOR_QUEUE, Consumer
 from read_service.projections.models import AccountView, DeadLetter
+from read_service.projections.projector import Projector
 from tests.integration.read.conftest import AccountHistory, eventually
 
 NEXT, AHEAD = 2, 3  # the poison's version: the account's next one, or one past it (parked if valid)
@@ -178,3 +181,67 @@ def test_a_valid_event_with_odd_properties_is_applied(properties, opened, broker
     assert AccountView.objects.get(account_id=alice.account_id).balance == Decimal("3.00")
     eventually(lambda: broker.message_count(PROJECTOR_QUEUE) == 0)
     assert broker.message_count(DEAD_LETTER_QUEUE) == 0 and not DeadLetter.objects.exists()
+
+
+def _failures(component: str) -> float:
+    return REGISTRY.get_sample_value("cqrs_projector_failures_total", {"component": component}) or 0.0
+
+
+@pytest.fixture
+def dead_letters_refuse_boom(transactional_db: None) -> Iterator[None]:
+    """The database refuses a record whose detail says "boom": a failure none of the checks foresees."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "ALTER TABLE dead_letters ADD CONSTRAINT test_refuses_boom "
+            "CHECK (detail NOT LIKE '%boom%') NOT VALID"
+        )
+    yield
+    with connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE dead_letters DROP CONSTRAINT test_refuses_boom")
+
+
+def test_a_batch_that_fails_unforeseen_is_applied_event_by_event(
+    broker, publish, hostile_publisher, start_projector, dead_letters_refuse_boom
+) -> None:
+    alice = AccountHistory()
+    failures, refused = _failures("apply"), _dead_lettered("unknown_type")
+    publish(alice.opened())
+    hostile_publisher.publish(b'{"type": "boom"}')
+    publish(alice.deposited("2.00"), alice.deposited("3.00"))
+    projector = start_projector()  # all four wait already: one batch
+
+    eventually(lambda: not projector.alive or _version(alice) == 3)
+    assert projector.alive, "the projector stopped"
+    assert AccountView.objects.get(account_id=alice.account_id).balance == Decimal("5.00")
+    eventually(
+        lambda: broker.message_count(PROJECTOR_QUEUE) == 0 and broker.message_count(DEAD_LETTER_QUEUE) == 1
+    )
+    assert (_failures("apply"), _dead_lettered("unknown_type")) == (failures + 1, refused + 1)
+    assert not DeadLetter.objects.exists()  # the one record the database refused; the message is in the DLQ
+
+
+def test_an_unforeseen_failure_of_the_loop_is_counted_and_the_loop_starts_over(
+    broker, broker_url, publish, transactional_db
+) -> None:
+    failures, attempts = _failures("consumer"), []
+
+    def connect() -> Consumer:
+        attempts.append(len(attempts) + 1)
+        if len(attempts) == 1:
+            raise RuntimeError("a failure nobody foresaw")
+        return Consumer(broker_url, connection_name="test-projector", prefetch=200)
+
+    stop = threading.Event()
+    thread = threading.Thread(
+        target=Projector(connect, batch_size=100, receive_timeout=0.2).run, args=(stop,), daemon=True
+    )
+    thread.start()
+    try:
+        alice = AccountHistory()
+        publish(alice.opened())
+        eventually(lambda: not thread.is_alive() or _version(alice) == 1)
+        assert thread.is_alive(), "the projector stopped"
+        assert (_failures("consumer"), len(attempts)) == (failures + 1, 2)
+    finally:
+        stop.set()
+        thread.join(timeout=10)

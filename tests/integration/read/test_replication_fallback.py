@@ -38,9 +38,11 @@ from read_service.projections.replica import (
     replica_cursor_get,
     subscription_status,
 )
+from read_service.projections.state import ActivePath
 from tests.integration.read.conftest import AccountHistory, eventually
 
 GRACE = 2.0
+FAILURES = "cqrs_projector_failures_total"
 
 
 class ScratchReplica:
@@ -344,3 +346,27 @@ def test_the_subscription_feeding_the_replica_is_reported() -> None:
     assert status.subscription == f"{connection.settings_dict['NAME']}_events"
     assert status.status in {STREAMING, STOPPED, DISABLED}
     assert subscription_status(table="no_such_table").status == ABSENT
+
+
+def test_a_failing_round_is_logged_counted_and_retried_until_it_succeeds(
+    replica: ScratchReplica, fallback: ReplicationFallback
+) -> None:
+    failures = _metric(FAILURES, component="replication_fallback")
+    path, halt = ActivePath(), threading.Event()
+    path.use(REPLICATION)
+    with connection.cursor() as cursor:  # the table goes away (a botched migration, a dropped subscription)
+        cursor.execute(f"ALTER TABLE {replica.table} RENAME TO {replica.table}_away")
+    thread = threading.Thread(target=fallback.run, args=(path, halt), daemon=True)
+    thread.start()
+    try:
+        eventually(lambda: _metric(FAILURES, component="replication_fallback") >= failures + 2)
+        assert thread.is_alive()
+
+        with connection.cursor() as cursor:
+            cursor.execute(f"ALTER TABLE {replica.table}_away RENAME TO {replica.table}")
+        alice = _old()
+        replica.insert(alice.opened(), alice.deposited("4.00"))
+        eventually(lambda: _balance(alice) == Decimal("4.00"), timeout=20)
+    finally:
+        halt.set()
+        thread.join(timeout=10)
