@@ -63,6 +63,7 @@ NOT_CAUSED = {
     "EndToEndLagHigh": "needs a p99 commit-to-read-DB lag over 1 s for 5 minutes",
     "ProjectorDown": "needs the projector down, which the later tests of this module need running",
     "ProjectorStalled": "needs the projector applying nothing while events wait, for 5 minutes",
+    "ProjectorFailing": "needs a failure none of the projector's checks foresees (a bug, a changed database)",
     "ReplicationSlotRetainingWal": "needs 256 MiB of WAL held for a subscription that stopped consuming",
     "ReplicationSlotNearLimit": "needs 768 MiB of WAL held for a subscription that stopped consuming",
     "ApiErrorRateHigh": "needs 5 % of a service's responses to be 5xx for 5 minutes",
