@@ -95,8 +95,10 @@ def dead_letters_mark_replayed(*, message_id: str | None = None, record_id: int 
     records = DeadLetter.objects.filter(replayed_at__isnull=True, purged_at__isnull=True)
     if record_id is not None:
         records = records.filter(id=record_id)
-    elif message_id is not None:
-        records = records.filter(message_id=message_id, body__isnull=True)
+    elif message_id is not None:  # as the record stored it (a hostile id may hold NUL)
+        records = records.filter(
+            message_id=storable_text(message_id, MAX_MESSAGE_ID_CHARS), body__isnull=True
+        )
     else:
         return 0
     return records.update(replayed_at=_now())

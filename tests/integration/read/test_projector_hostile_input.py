@@ -17,6 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from django.core.management import call_command
 from django.db import connection
 from prometheus_client import REGISTRY
 
@@ -245,3 +246,18 @@ def test_an_unforeseen_failure_of_the_loop_is_counted_and_the_loop_starts_over(
     finally:
         stop.set()
         thread.join(timeout=10)
+
+
+def test_dlq_replay_marks_the_record_of_a_message_whose_id_holds_nul(
+    opened, broker, hostile_publisher, capsys
+):
+    hostile_publisher.publish(b"{not json", message_id="a\x00b")
+    eventually(lambda: broker.message_count(DEAD_LETTER_QUEUE) == 1 and DeadLetter.objects.count() == 1)
+    assert DeadLetter.objects.get().message_id == "a\\x00b"
+
+    call_command("dlq", "replay")
+
+    assert "replayed 1 message(s)" in capsys.readouterr().out
+    assert DeadLetter.objects.filter(replayed_at__isnull=False).count() == 1
+    # Still not an event: refused again, with a record of its own.
+    eventually(lambda: broker.message_count(DEAD_LETTER_QUEUE) == 1 and DeadLetter.objects.count() == 2)
