@@ -10,7 +10,13 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
+import signal
+import socket
+import subprocess
+import sys
 import threading
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -20,6 +26,7 @@ import pytest
 from django.core.management import call_command
 from django.db import connection
 from prometheus_client import REGISTRY
+from prometheus_client.parser import text_string_to_metric_families
 
 from cqrs_common.events import to_wire
 from cqrs_common.messaging import DEAD_LETTER_QUEUE, PROJECTOR_QUEUE, Consumer
@@ -261,3 +268,61 @@ def test_dlq_replay_marks_the_record_of_a_message_whose_id_holds_nul(
     assert DeadLetter.objects.filter(replayed_at__isnull=False).count() == 1
     # Still not an event: refused again, with a record of its own.
     eventually(lambda: broker.message_count(DEAD_LETTER_QUEUE) == 1 and DeadLetter.objects.count() == 2)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _scrape(port: int) -> str:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
+            return response.read().decode()
+    except OSError:
+        return ""
+
+
+@pytest.mark.slow
+def test_the_projector_process_outlives_every_known_crasher(
+    broker, broker_url, publish, hostile_publisher, empty_replica
+) -> None:
+    """The command as supervisor runs it: on main, each of these made the process exit (and come back to the
+    same message after a restart)."""
+    port = _free_port()
+    env = {**os.environ, "RABBITMQ_URL": broker_url, "SERVICE_NAME": "projector"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "read_service", "projector", "--metrics-port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        alice = AccountHistory()
+        publish(alice.opened())
+        eventually(lambda: _version(alice) == 1, timeout=30)
+        for poison in POISONS.values():
+            wire = json.loads(to_wire(alice.deposited("1.00")))
+            alice.version -= 1
+            wire["aggregate_version"], wire["data"]["memo"] = poison.version, "MEMO"
+            hostile_publisher.publish(poison.body(wire), **poison.properties)
+        hostile_publisher.publish(to_wire(alice.deposited("4.00")), timestamp=2**63 - 1)
+
+        eventually(lambda: process.poll() is not None or _version(alice) == 2, timeout=30)
+        assert process.poll() is None, f"the projector exited with {process.returncode}"
+        eventually(lambda: broker.message_count(DEAD_LETTER_QUEUE) == len(POISONS), timeout=30)
+        exposition = eventually(lambda: _scrape(port), timeout=10)
+        dead_lettered = sum(
+            sample.value
+            for family in text_string_to_metric_families(exposition)
+            for sample in family.samples
+            if sample.name == "cqrs_events_dead_lettered_total"
+        )
+        assert dead_lettered == len(POISONS)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=15) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
