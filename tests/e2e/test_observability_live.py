@@ -67,6 +67,7 @@ NOT_CAUSED = {
     "ReplicationSlotRetainingWal": "needs 256 MiB of WAL held for a subscription that stopped consuming",
     "ReplicationSlotNearLimit": "needs 768 MiB of WAL held for a subscription that stopped consuming",
     "ApiErrorRateHigh": "needs 5 % of a service's responses to be 5xx for 5 minutes",
+    "RelayBlockedByBroker": "needs RabbitMQ to block publishing for 2 minutes (a chaos scenario)",
 }
 QUIET = ("ProjectorDown", "ProjectionOnFallbackPath", "ServiceDown", "OutboxEventTooOld")
 
