@@ -154,8 +154,15 @@ def caught_up(system: System, since: float, timeout: float = 90.0) -> float:
     return time.monotonic() - since
 
 
-def projection(system: System) -> dict[str, Any]:
-    response = requests.get(f"{system.read_api}/api/projection", timeout=10)
+def projection(system: System, retry_for: float = 10.0) -> dict[str, Any]:
+    """/api/projection, retried as a client should on the contract's retryable 503: after the read database
+    restarts, each worker thread's stale connection fails one request before Django replaces it."""
+    deadline = time.monotonic() + retry_for
+    while True:
+        response = requests.get(f"{system.read_api}/api/projection", timeout=10)
+        if response.status_code != 503 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     assert response.status_code == 200, response.text
     return response.json()
 
