@@ -40,16 +40,31 @@ def long_running(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {name: svc for name, svc in services(compose).items() if name not in one_shot}
 
 
-def test_config_refuses_to_render_without_the_secrets(tmp_path: Path) -> None:
-    """Without .env the required secrets are missing, and Compose says which file to copy."""
-    tool = require_tool("docker-compose")
+def render(
+    *files: str, env_file: Path | str = ".env.example", env: dict[str, str] | None = None
+) -> dict[str, Any]:
+    argv = [require_tool("docker-compose"), "--env-file", str(env_file)]
+    for file in files or ("docker-compose.yml",):
+        argv += ["-f", file]
+    result = run([*argv, "config"], env=env)
+    assert result.returncode == 0, result.stderr
+    return yaml.safe_load(result.stdout)
+
+
+def env_example() -> dict[str, str]:
+    return dict(
+        line.split("=", 1)
+        for line in (REPO / ".env.example").read_text().splitlines()
+        if re.match(r"^\w+=", line)
+    )
+
+
+def test_a_fresh_clone_renders_without_env_with_the_documented_defaults(tmp_path: Path) -> None:
+    """No .env at all: every setting takes its development default, which is the value .env.example shows."""
     (tmp_path / "empty.env").write_text("")
     clean = {"PATH": os.environ["PATH"], "HOME": str(tmp_path)}
-    result = run(
-        [tool, "--env-file", str(tmp_path / "empty.env"), "-f", "docker-compose.yml", "config"], env=clean
-    )
-    assert result.returncode != 0
-    assert "copy .env.example to .env" in result.stderr
+    for files in (("docker-compose.yml",), ("docker-compose.yml", EVENT_STORE_OVERRIDE)):
+        assert render(*files, env_file=tmp_path / "empty.env", env=clean) == render(*files, env=clean), files
 
 
 def test_every_variable_the_file_interpolates_is_in_env_example() -> None:
@@ -298,21 +313,44 @@ def test_postgres_health_checks_use_tcp(compose: dict[str, Any], service: str) -
     assert test[test.index("-h") + 1] == "127.0.0.1"
 
 
-def test_no_secret_is_written_in_the_compose_file() -> None:
-    text = (REPO / "docker-compose.yml").read_text()
-    example = dict(
-        line.split("=", 1)
-        for line in (REPO / ".env.example").read_text().splitlines()
-        if re.match(r"^\w+=", line)
-    )
+def test_secrets_default_only_to_the_development_values_of_env_example() -> None:
+    """A secret is written in the Compose files only as the well-known lab value .env.example shows."""
+    example = env_example()
     # ALLOW_DEVELOPMENT_SECRETS is a switch, not a secret: its default (true) is deliberate, see test_k8s.
     secrets = {k for k in example if re.search(r"PASSWORD|SECRET|TOKEN", k)} - {"ALLOW_DEVELOPMENT_SECRETS"}
     assert secrets >= INFRA_PASSWORD_VARS
-    used = set(re.findall(r"\$\{(\w+)", text))
-    for key in secrets & used:
-        assert text.count(f"${{{key}:?") == text.count(f"${{{key}"), (
-            f"{key} must come from .env, with no default"
-        )
+    for file in ("docker-compose.yml", EVENT_STORE_OVERRIDE):
+        text = (REPO / file).read_text()
+        for key in secrets & set(re.findall(r"\$\{(\w+)", text)):
+            assert text.count(f"${{{key}:-{example[key]}}}") == text.count(f"${{{key}"), (file, key)
+
+
+def test_each_image_is_a_variable_whose_default_is_the_official_image(compose: dict[str, Any]) -> None:
+    text = (REPO / "docker-compose.yml").read_text()
+    images = re.findall(r"^\s+image: (.*)$", text, re.M)
+    assert images and all(re.fullmatch(r"\$\{\w+_IMAGE:-[\w./:-]+\}|cqrs-lab:dev", i) for i in images), images
+    official = {"write-db": "postgres:15-bookworm", "rabbitmq": "rabbitmq:3.13-management",
+                "prometheus": "prom/prometheus:v3.5.0", "grafana": "grafana/grafana:12.1.0"}  # fmt: skip
+    for name, image in official.items():
+        assert services(compose)[name]["image"] == image, name
+    assert services(compose)["migrate"]["build"]["args"] == {"PYTHON_IMAGE": "python:3.11-slim-bookworm"}
+
+
+def test_the_local_image_run_leaves_only_grafana_out() -> None:
+    """deploy/compose/local-images.yml puts Grafana (no Debian package) behind a profile, nothing else."""
+    base = render("docker-compose.yml")
+    local = render("docker-compose.yml", "deploy/compose/local-images.yml")
+    assert local["services"]["grafana"]["profiles"] == ["grafana"]
+    del local["services"]["grafana"]["profiles"]
+    assert normalised(local) == normalised(base)
+
+
+def normalised(rendered: dict[str, Any]) -> dict[str, Any]:
+    """Merging files reorders the volumes and spells an empty network {} instead of null: no change."""
+    for svc in rendered["services"].values():
+        svc["networks"] = sorted(svc.get("networks", {}))
+        svc["volumes"] = sorted(svc.get("volumes", []))
+    return rendered
 
 
 def strings_in(value: Any) -> list[str]:
