@@ -21,11 +21,12 @@ PYTEST_ARGS ?=
 # every process refuses to start (cqrs_common/development_secrets.py). Set it to false to see the refusal.
 export ALLOW_DEVELOPMENT_SECRETS ?= true
 
-.PHONY: help venv infra migrate migrate-test run test test-unit test-integration test-e2e test-deploy test-chaos chaos-prerequisites test-bench bench experiment lint format clean
+.PHONY: help venv infra migrate migrate-test run up down logs ps test test-unit test-integration test-e2e test-deploy test-compose test-chaos chaos-prerequisites test-bench bench experiment lint format clean
 
 help:
 	@echo "make run      set up infrastructure and run write-service, read-service, relay, projector (and Prometheus)"
-	@echo "make test     set up infrastructure and run every test (unit, integration, e2e, deploy, chaos)"
+	@echo "make up       the whole system in Docker containers, in the background (make down removes it all; make logs, make ps)"
+	@echo "make test     set up infrastructure and run every test (unit, integration, e2e, deploy, compose, chaos)"
 	@echo "make lint     ruff"
 	@echo "make bench    the benchmark harness, quick mode (BENCH_ARGS=--full for medians of 3 full runs)"
 	@echo "make experiment NAME=<name> [ARGS=...]   a guided experiment against the running system (docs/lab.md)"
@@ -64,6 +65,19 @@ run: migrate
 	@if command -v prometheus >/dev/null; then echo "Prometheus: http://127.0.0.1:9090 (alerts: /alerts, targets: /targets)"; fi
 	LOG_FORMAT=$${LOG_FORMAT:-$$(test -t 1 && echo console || echo json)} \
 		$(BIN)/supervisord -n -c deploy/local/supervisord.conf
+
+# The same system in containers (docker-compose.yml) through deploy/local/compose.sh, with Compose v2 or v1: it
+# installs and starts a Docker engine when there is none, builds the images (CQRS_IMAGES=local: from Debian's
+# packages, for machines without a registry), starts everything in the background and waits until healthy.
+COMPOSE_SH := bash deploy/local/compose.sh
+up:
+	$(COMPOSE_SH) up
+down:
+	$(COMPOSE_SH) down
+logs:
+	$(COMPOSE_SH) logs --follow --tail=100
+ps:
+	$(COMPOSE_SH) ps
 
 lint: venv
 	$(BIN)/ruff check .

@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# Compose for the Makefile (`make up`, `make down`, `make logs`, `make ps`) and the Compose test tier, with
+# Compose v2 (`docker compose`) or v1 (`docker-compose`), whichever the machine has:
+#   compose.sh up        engine ensured (ensure-docker.sh), images chosen, everything built and started in the
+#                        background, waited for until healthy, then the URLs printed;
+#   compose.sh down      containers, networks and volumes removed (the eventstore profile's too);
+#   compose.sh ARGS...   any other Compose command on the same project (logs -f, ps, stop rabbitmq, ...).
+#
+# Images: CQRS_IMAGES=official pulls the official images (the Compose file's defaults); CQRS_IMAGES=local builds
+# Debian-based equivalents here (deploy/images/build-local.sh) and leaves Grafana out (no Debian package); unset,
+# the official ones are used when they are present or can be pulled, the local ones otherwise.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+. deploy/local/docker-env.sh
+
+log() { printf 'compose: %s\n' "$*" >&2; }
+
+OFFICIAL_PROBE=postgres:15-bookworm
+LOCAL_FILES=docker-compose.yml:deploy/compose/local-images.yml
+
+use_local_images() {
+  export PYTHON_IMAGE=cqrs-lab-local/python:3.11 POSTGRES_IMAGE=cqrs-lab-local/postgres:15
+  export RABBITMQ_IMAGE=cqrs-lab-local/rabbitmq:3 PROMETHEUS_IMAGE=cqrs-lab-local/prometheus:2
+  # The override puts Grafana behind a profile (`grafana`) that the local run does not activate.
+  export COMPOSE_FILE="$LOCAL_FILES"
+}
+
+# Which images: the decision is kept in var/compose-images so that later commands (ps, stop, down) address the
+# same project files as `up` did.
+choose_images() {
+  local choice="${CQRS_IMAGES:-}"
+  if [ -z "$choice" ] && [ -r var/compose-images ]; then
+    choice="$(cat var/compose-images)"
+  fi
+  if [ -z "$choice" ] || [ "$choice" = auto ]; then
+    if "$DOCKER" image inspect "$OFFICIAL_PROBE" >/dev/null 2>&1 || "$DOCKER" pull -q "$OFFICIAL_PROBE" >/dev/null 2>&1; then
+      choice=official
+    else
+      log "the official images cannot be pulled here: building local ones from Debian's packages"
+      choice=local
+    fi
+  fi
+  case "$choice" in
+    local) use_local_images ;;
+    official) ;;
+    *) log "CQRS_IMAGES must be official, local or auto, not '$choice'"; exit 2 ;;
+  esac
+  mkdir -p var && echo "$choice" > var/compose-images
+  CHOICE="$choice"
+}
+
+COMPOSE=()
+read -r -a COMPOSE <<< "$(compose_command)"
+
+# Compose v1 has no `up --wait`: poll the project's containers until each is healthy (or, without a health
+# check, running; one-shot steps exited 0). A container that exited non-zero, or a timeout, fails.
+wait_healthy() {
+  local deadline=$((SECONDS + ${COMPOSE_WAIT_SECONDS:-300})) ids states bad pending
+  while :; do
+    ids="$("${COMPOSE[@]}" ps -q)"
+    states="$("$DOCKER" inspect --format '{{.Name}} {{.State.Status}} {{.State.ExitCode}} {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}' $ids)"
+    bad="$(awk '$2 == "exited" && $3 != 0' <<< "$states")"
+    pending="$(awk '!(($2 == "exited" && $3 == 0) || ($2 == "running" && ($4 == "healthy" || $4 == "none")))' <<< "$states")"
+    if [ -n "$bad" ]; then
+      log "failed: $bad"; return 1
+    fi
+    [ -z "$pending" ] && return 0
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      log "not healthy in time:"; printf '%s\n' "$pending" >&2; return 1
+    fi
+    sleep 2
+  done
+}
+
+print_urls() {
+  local e=127.0.0.1
+  cat <<URLS
+cqrs-lab is up (stop it with: make down)
+  write-service   http://$e:${WRITE_SERVICE_HOST_PORT:-8001}/api/accounts   OpenAPI: http://$e:${WRITE_SERVICE_HOST_PORT:-8001}/api/schema
+  read-service    http://$e:${READ_SERVICE_HOST_PORT:-8002}/api/stats       OpenAPI: http://$e:${READ_SERVICE_HOST_PORT:-8002}/api/schema
+  metrics         relay http://$e:${RELAY_METRICS_HOST_PORT:-9101}/metrics   projector http://$e:${PROJECTOR_METRICS_HOST_PORT:-9102}/metrics
+  Prometheus      http://$e:${PROMETHEUS_HOST_PORT:-9090}
+  RabbitMQ        http://$e:${RABBITMQ_MANAGEMENT_HOST_PORT:-15672} (admin / ${RABBITMQ_ADMIN_PASSWORD:-admin})
+URLS
+  if [ "$CHOICE" = official ]; then
+    echo "  Grafana         http://$e:${GRAFANA_HOST_PORT:-3000}"
+  else
+    echo "  Grafana         not run with the local images (no Debian package)"
+  fi
+}
+
+[ -f .env ] && { set -a; . ./.env; set +a; }
+# The project's name whatever the folder is called (containers, networks and volumes start with it).
+export COMPOSE_PROJECT_NAME="${COMPOSE_PROJECT_NAME:-cqrs-lab}"
+
+case "${1:-}" in
+  up)
+    shift
+    bash deploy/local/ensure-docker.sh
+    read -r -a COMPOSE <<< "$(compose_command)"
+    choose_images
+    [ "$CHOICE" = local ] && bash deploy/images/build-local.sh
+    if [ "${COMPOSE[0]}" != docker-compose ] && [ "$(basename "${COMPOSE[0]}")" = docker ]; then
+      "${COMPOSE[@]}" up --detach --build --wait "$@"
+    else
+      # v1 builds with the engine's legacy builder (no BuildKit frontend to pull).
+      DOCKER_BUILDKIT=0 "${COMPOSE[@]}" up --detach --build "$@"
+      wait_healthy
+    fi
+    print_urls
+    ;;
+  down)
+    shift
+    choose_images
+    COMPOSE_FILE="${COMPOSE_FILE:-docker-compose.yml}:deploy/compose/eventstore.yml" \
+      "${COMPOSE[@]}" --profile eventstore --profile grafana down --volumes --remove-orphans "$@"
+    rm -f var/compose-images
+    ;;
+  "")
+    log "usage: compose.sh up|down|COMPOSE ARGS..."; exit 2 ;;
+  *)
+    choose_images
+    exec "${COMPOSE[@]}" "$@"
+    ;;
+esac
