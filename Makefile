@@ -30,7 +30,7 @@ help:
 	@echo "make lint     ruff"
 	@echo "make bench    the benchmark harness, quick mode (BENCH_ARGS=--full for medians of 3 full runs)"
 	@echo "make experiment NAME=<name> [ARGS=...]   a guided experiment against the running system (docs/lab.md)"
-	@echo "make test-unit | test-integration | test-e2e | test-deploy | test-chaos | test-bench"
+	@echo "make test-unit | test-integration | test-e2e | test-deploy | test-compose | test-chaos | test-bench"
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -88,7 +88,7 @@ format: venv
 	$(BIN)/ruff format .
 
 test: venv infra migrate-test
-	$(MAKE) --no-print-directory test-unit test-integration test-e2e test-deploy test-chaos
+	$(MAKE) --no-print-directory test-unit test-integration test-e2e test-deploy test-compose test-chaos
 
 test-unit: venv
 	$(PYTEST) tests/unit $(PYTEST_ARGS)
@@ -112,6 +112,12 @@ test-e2e: venv migrate-test
 test-deploy: venv
 	bash deploy/local/prerequisites.sh
 	$(PYTEST) tests/deploy $(PYTEST_ARGS)
+
+# The system in containers (tests/compose): an engine installed and started when absent, images built (local
+# ones from Debian's packages where no registry answers), then one Compose project on ports of its own.
+test-compose: venv
+	COMPOSE_PROJECT_NAME=cqrs-lab-test $(COMPOSE_SH) prepare
+	COMPOSE_PROJECT_NAME=cqrs-lab-test $(PYTEST) tests/compose $(PYTEST_ARGS)
 
 # Failure injection (chaos) and benchmarks (bench, numbers printed) of every tier, each tier with its own
 # settings as above; pytest's exit code 5 (no test of that mark in a tier) is not a failure.

@@ -3,6 +3,7 @@
 # Compose v2 (`docker compose`) or v1 (`docker-compose`), whichever the machine has:
 #   compose.sh up        engine ensured (ensure-docker.sh), images chosen, everything built and started in the
 #                        background, waited for until healthy, then the URLs printed;
+#   compose.sh prepare   the same without starting anything (the Compose test tier's first step);
 #   compose.sh down      containers, networks and volumes removed (the eventstore profile's too);
 #   compose.sh ARGS...   any other Compose command on the same project (logs -f, ps, stop rabbitmq, ...).
 #
@@ -16,21 +17,20 @@ cd "$(dirname "$0")/../.."
 log() { printf 'compose: %s\n' "$*" >&2; }
 
 OFFICIAL_PROBE=postgres:15-bookworm
-LOCAL_FILES=docker-compose.yml:deploy/compose/local-images.yml
 
 use_local_images() {
   export PYTHON_IMAGE=cqrs-lab-local/python:3.11 POSTGRES_IMAGE=cqrs-lab-local/postgres:15
   export RABBITMQ_IMAGE=cqrs-lab-local/rabbitmq:3 PROMETHEUS_IMAGE=cqrs-lab-local/prometheus:2
   # The override puts Grafana behind a profile (`grafana`) that the local run does not activate.
-  export COMPOSE_FILE="$LOCAL_FILES"
+  export COMPOSE_FILE="${COMPOSE_FILE:-docker-compose.yml}:deploy/compose/local-images.yml"
 }
 
-# Which images: the decision is kept in var/compose-images so that later commands (ps, stop, down) address the
-# same project files as `up` did.
+# Which images: the decision is kept in var/compose-images.<project> so that later commands (ps, stop, down)
+# address the same project files as `up` did.
 choose_images() {
   local choice="${CQRS_IMAGES:-}"
-  if [ -z "$choice" ] && [ -r var/compose-images ]; then
-    choice="$(cat var/compose-images)"
+  if [ -z "$choice" ] && [ -r "$STATE" ]; then
+    choice="$(cat "$STATE")"
   fi
   if [ -z "$choice" ] || [ "$choice" = auto ]; then
     if "$DOCKER" image inspect "$OFFICIAL_PROBE" >/dev/null 2>&1 || "$DOCKER" pull -q "$OFFICIAL_PROBE" >/dev/null 2>&1; then
@@ -45,7 +45,7 @@ choose_images() {
     official) ;;
     *) log "CQRS_IMAGES must be official, local or auto, not '$choice'"; exit 2 ;;
   esac
-  mkdir -p var && echo "$choice" > var/compose-images
+  mkdir -p var && echo "$choice" > "$STATE"
   CHOICE="$choice"
 }
 
@@ -92,19 +92,33 @@ URLS
 [ -f .env ] && { set -a; . ./.env; set +a; }
 # The project's name whatever the folder is called (containers, networks and volumes start with it).
 export COMPOSE_PROJECT_NAME="${COMPOSE_PROJECT_NAME:-cqrs-lab}"
+STATE="var/compose-images.$COMPOSE_PROJECT_NAME"
+
+# Engine, Compose, the images chosen and built (the app image included): everything `up` needs but starting.
+prepare() {
+  bash deploy/local/ensure-docker.sh
+  read -r -a COMPOSE <<< "$(compose_command)"
+  choose_images
+  if [ "$CHOICE" = local ]; then
+    bash deploy/images/build-local.sh
+    # BuildKit would pull its Dockerfile frontend from a registry: the engine's own builder needs none.
+    export DOCKER_BUILDKIT=0
+  fi
+  # The one app image every app service runs (`up` then finds it built).
+  "${COMPOSE[@]}" build --quiet migrate
+}
 
 case "${1:-}" in
+  prepare)
+    prepare
+    ;;
   up)
     shift
-    bash deploy/local/ensure-docker.sh
-    read -r -a COMPOSE <<< "$(compose_command)"
-    choose_images
-    [ "$CHOICE" = local ] && bash deploy/images/build-local.sh
-    if [ "${COMPOSE[0]}" != docker-compose ] && [ "$(basename "${COMPOSE[0]}")" = docker ]; then
-      "${COMPOSE[@]}" up --detach --build --wait "$@"
+    prepare
+    if [ "$(basename "${COMPOSE[0]}")" = docker ]; then
+      "${COMPOSE[@]}" up --detach --wait "$@"
     else
-      # v1 builds with the engine's legacy builder (no BuildKit frontend to pull).
-      DOCKER_BUILDKIT=0 "${COMPOSE[@]}" up --detach --build "$@"
+      "${COMPOSE[@]}" up --detach "$@"
       wait_healthy
     fi
     print_urls
@@ -114,7 +128,7 @@ case "${1:-}" in
     choose_images
     COMPOSE_FILE="${COMPOSE_FILE:-docker-compose.yml}:deploy/compose/eventstore.yml" \
       "${COMPOSE[@]}" --profile eventstore --profile grafana down --volumes --remove-orphans "$@"
-    rm -f var/compose-images
+    rm -f "$STATE"
     ;;
   "")
     log "usage: compose.sh up|down|COMPOSE ARGS..."; exit 2 ;;
