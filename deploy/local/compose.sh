@@ -80,7 +80,8 @@ cqrs-lab is up (stop it with: make down)
   read-service    http://$e:${READ_SERVICE_HOST_PORT:-8002}/api/stats       OpenAPI: http://$e:${READ_SERVICE_HOST_PORT:-8002}/api/schema
   metrics         relay http://$e:${RELAY_METRICS_HOST_PORT:-9101}/metrics   projector http://$e:${PROJECTOR_METRICS_HOST_PORT:-9102}/metrics
   Prometheus      http://$e:${PROMETHEUS_HOST_PORT:-9090}
-  RabbitMQ        http://$e:${RABBITMQ_MANAGEMENT_HOST_PORT:-15672} (admin / ${RABBITMQ_ADMIN_PASSWORD:-admin})
+  RabbitMQ        http://$e:${RABBITMQ_MANAGEMENT_HOST_PORT:-15673} (admin / ${RABBITMQ_ADMIN_PASSWORD:-admin}), AMQP $e:${RABBITMQ_AMQP_HOST_PORT:-5673}
+  databases       write-db $e:${WRITE_DB_HOST_PORT:-15433}, read-db $e:${READ_DB_HOST_PORT:-15434}
 URLS
   if [ "$CHOICE" = official ]; then
     echo "  Grafana         http://$e:${GRAFANA_HOST_PORT:-3000}"
