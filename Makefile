@@ -146,7 +146,8 @@ bench: venv
 	bash bench/prerequisites.sh
 	$(PY) -m bench $(BENCH_ARGS)
 
-# The laboratory (docs/lab.md): one experiment against the system `make run` is running; without NAME, the list.
+# The laboratory (docs/lab.md): one experiment against the system `make run` is running (LAB_SYSTEM=compose: the
+# one `make up` runs); without NAME, the list.
 experiment: venv
 	$(PY) -m lab $(NAME) $(ARGS)
 

@@ -17,6 +17,7 @@ EXPERIMENTS = (
     "broker-outage",
     "rebuild",
     "scale",
+    "network-cut",
 )
 
 

@@ -12,6 +12,12 @@ as an operator runs them. It finds the system through these variables, whose def
 | LAB_RABBITMQ_URL | the read side's broker URL (its user may publish to cqrs.events and read the DLQ) |
 | LAB_RABBITMQ_NODE | unset: rabbitmqctl's default node (the broker-outage experiment stops it) |
 | LAB_RELAY_METRICS / LAB_PROJECTOR_METRICS | http://127.0.0.1:9101/metrics / http://127.0.0.1:9102/metrics |
+| LAB_SYSTEM | native; `compose`: the system `make up` runs (see below) |
+
+With LAB_SYSTEM=compose the defaults are the Compose project's host ports (the *_HOST_PORT variables of
+.env.example, as `make up` publishes them) and its development passwords, and the broker is stopped and
+started with Compose (`deploy/local/compose.sh stop rabbitmq`) instead of rabbitmqctl; COMPOSE_PROJECT_NAME
+names the project (cqrs-lab).
 
 An experiment prints what it does, what it observed in numbers, the Grafana panels that show it, and last a
 `result: {...}` line with the same numbers as JSON, which its test compares with the databases and the APIs.
@@ -57,19 +63,64 @@ class Lab:
     rabbitmq_node: str | None
     relay_metrics: str
     projector_metrics: str
+    # The Compose project's name when the system is the one `make up` runs; None for the native run.
+    compose_project: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Lab:
+        compose = env.get("LAB_SYSTEM", "native") == "compose"
+        defaults = _compose_defaults(env) if compose else _NATIVE_DEFAULTS
         return cls(
-            write_api=env.get("LAB_WRITE_API", "http://127.0.0.1:8001").rstrip("/"),
-            read_api=env.get("LAB_READ_API", "http://127.0.0.1:8002").rstrip("/"),
+            write_api=env.get("LAB_WRITE_API", defaults["write_api"]).rstrip("/"),
+            read_api=env.get("LAB_READ_API", defaults["read_api"]).rstrip("/"),
             token=env.get("LAB_API_TOKEN", "dev-token"),
-            write_database_url=env.get("WRITE_DATABASE_URL", DEFAULT_WRITE_DATABASE_URL),
-            read_database_url=env.get("READ_DATABASE_URL", DEFAULT_READ_DATABASE_URL),
-            rabbitmq_url=env.get("LAB_RABBITMQ_URL", DEFAULT_READ_RABBITMQ_URL),
+            write_database_url=env.get("WRITE_DATABASE_URL", defaults["write_database_url"]),
+            read_database_url=env.get("READ_DATABASE_URL", defaults["read_database_url"]),
+            rabbitmq_url=env.get("LAB_RABBITMQ_URL", defaults["rabbitmq_url"]),
             rabbitmq_node=env.get("LAB_RABBITMQ_NODE") or None,
-            relay_metrics=env.get("LAB_RELAY_METRICS", "http://127.0.0.1:9101/metrics"),
-            projector_metrics=env.get("LAB_PROJECTOR_METRICS", "http://127.0.0.1:9102/metrics"),
+            relay_metrics=env.get("LAB_RELAY_METRICS", defaults["relay_metrics"]),
+            projector_metrics=env.get("LAB_PROJECTOR_METRICS", defaults["projector_metrics"]),
+            compose_project=env.get("COMPOSE_PROJECT_NAME", "cqrs-lab") if compose else None,
+        )
+
+    # ------------------------------------------------------------------------------------ the broker
+
+    def broker_control(self) -> str:
+        """How stop_broker and start_broker act, in words for the experiment's warning."""
+        if self.compose_project:
+            return f"`docker compose stop rabbitmq` / `start rabbitmq` (project {self.compose_project})"
+        node = self.rabbitmq_node or "this machine's default node; LAB_RABBITMQ_NODE names another"
+        return f"`rabbitmqctl stop_app` / `start_app` ({node})"
+
+    def stop_broker(self) -> None:
+        self._broker("stop", "stop_app")
+
+    def start_broker(self) -> None:
+        self._broker("start", "start_app")
+
+    def _broker(self, compose_action: str, rabbitmqctl_action: str) -> None:
+        if self.compose_project:
+            self.compose(compose_action, "rabbitmq")
+            return
+        node = ["-n", self.rabbitmq_node] if self.rabbitmq_node else []
+        subprocess.run(
+            ["rabbitmqctl", "-q", *node, rabbitmqctl_action],
+            check=True,
+            timeout=120,
+            stdout=subprocess.DEVNULL,
+        )
+
+    def compose(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """A Compose command on the project (deploy/local/compose.sh: Compose v2 or v1, as `make up`)."""
+        assert self.compose_project, "not a Compose system (LAB_SYSTEM=compose)"
+        return subprocess.run(
+            ["bash", "deploy/local/compose.sh", *args],
+            cwd=REPO,
+            env={**os.environ, "COMPOSE_PROJECT_NAME": self.compose_project},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=True,
         )
 
     def client(self) -> Client:
@@ -117,6 +168,43 @@ class Lab:
                     f"{api} does not answer ({exc.__class__.__name__}). Start the system first with "
                     "`make run` in another terminal, or point LAB_WRITE_API / LAB_READ_API at it."
                 ) from None
+
+
+_NATIVE_DEFAULTS = {
+    "write_api": "http://127.0.0.1:8001",
+    "read_api": "http://127.0.0.1:8002",
+    "write_database_url": DEFAULT_WRITE_DATABASE_URL,
+    "read_database_url": DEFAULT_READ_DATABASE_URL,
+    "rabbitmq_url": DEFAULT_READ_RABBITMQ_URL,
+    "relay_metrics": "http://127.0.0.1:9101/metrics",
+    "projector_metrics": "http://127.0.0.1:9102/metrics",
+}
+
+
+def _compose_defaults(env: Mapping[str, str]) -> dict[str, str]:
+    """The addresses `make up` publishes on 127.0.0.1, with the Compose file's defaults (.env.example)."""
+
+    def port(name: str, default: int) -> str:
+        return env.get(f"{name}_HOST_PORT", str(default))
+
+    def secret(name: str, default: str) -> str:
+        return env.get(name, default)
+
+    host = "127.0.0.1"
+    write_db = f"{secret('WRITE_DB_PASSWORD', 'cqrs_write')}@{host}:{port('WRITE_DB', 15433)}"
+    read_db = f"{secret('READ_DB_PASSWORD', 'cqrs_read')}@{host}:{port('READ_DB', 15434)}"
+    return {
+        "write_api": f"http://{host}:{port('WRITE_SERVICE', 8001)}",
+        "read_api": f"http://{host}:{port('READ_SERVICE', 8002)}",
+        "write_database_url": f"postgres://cqrs_write:{write_db}/cqrs_write",
+        "read_database_url": f"postgres://cqrs_read:{read_db}/cqrs_read",
+        "rabbitmq_url": (
+            f"amqp://read-service:{secret('RABBITMQ_READ_PASSWORD', 'read-service')}"
+            f"@{host}:{port('RABBITMQ_AMQP', 5673)}/cqrs"
+        ),
+        "relay_metrics": f"http://{host}:{port('RELAY_METRICS', 9101)}/metrics",
+        "projector_metrics": f"http://{host}:{port('PROJECTOR_METRICS', 9102)}/metrics",
+    }
 
 
 def _rows(url: str, sql: str, params: Sequence[Any] | Mapping[str, Any]) -> list[tuple]:

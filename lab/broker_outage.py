@@ -7,15 +7,16 @@ projector notices it lost the broker, switches its active path to `replication` 
 `mode`) and applies events from the replicated table through the same apply step. When RabbitMQ is back,
 the relay drains the outbox, the projector switches back to `broker` and ignores what it already applied.
 
-This experiment STOPS the RabbitMQ application (`rabbitmqctl stop_app`) of the broker the system uses and
-starts it again (`start_app`) after --outage-seconds. Every client of that broker is cut off meanwhile.
+This experiment STOPS the broker the system uses and starts it again after --outage-seconds: natively the
+RabbitMQ application (`rabbitmqctl stop_app`, `start_app`), under Compose (LAB_SYSTEM=compose) the rabbitmq
+container (`docker compose stop rabbitmq`, `start rabbitmq`). Every client of that broker is cut off
+meanwhile.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import time
 from decimal import Decimal
 from uuid import UUID
@@ -34,18 +35,18 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
 
     lab = Lab.from_env()
-    node = lab.rabbitmq_node or "this machine's default node; LAB_RABBITMQ_NODE names another"
+    control = lab.broker_control()
     if not (args.yes or os.environ.get(ALLOW_VARIABLE) == "1"):
         print(
-            f"WARNING: this experiment stops RabbitMQ ({node})\nfor {args.outage_seconds:g} s with "
-            "`rabbitmqctl stop_app` and starts it again. Every application using that broker loses it\n"
-            f"meanwhile. Run it only on a broker of your own; to go ahead, add --yes (make experiment\n"
+            f"WARNING: this experiment stops RabbitMQ for {args.outage_seconds:g} s and starts it again:\n"
+            f"{control}. Every application using that broker loses it meanwhile.\n"
+            f"Run it only on a broker of your own; to go ahead, add --yes (make experiment\n"
             f'NAME=broker-outage ARGS="--yes") or set {ALLOW_VARIABLE}=1.'
         )
         return 2
     lab.require_running()
     report = Report("broker-outage", __doc__.split("\n\n", 1)[1])
-    print(f"WARNING: stopping RabbitMQ on {node} for {args.outage_seconds:g} s.\n")
+    print(f"WARNING: stopping RabbitMQ for {args.outage_seconds:g} s: {control}.\n")
     client = lab.client()
     try:
         return run(lab, report, client, args.outage_seconds, args.interval)
@@ -66,8 +67,8 @@ def run(lab: Lab, report: Report, client: Client, outage: float, interval: float
         f"Two accounts opened and projected; /api/projection: mode {mode_before!r}, replication {stream!r}."
     )
 
-    report.step("rabbitmqctl stop_app")
-    _rabbitmqctl(lab, "stop_app")
+    report.step("broker stopped")
+    lab.stop_broker()
     stopped_at = time.monotonic()
     modes: list[tuple[float, str]] = [(0.0, mode_before)]
     statuses: list[int] = []
@@ -90,8 +91,8 @@ def run(lab: Lab, report: Report, client: Client, outage: float, interval: float
         mode_during = client.projection()["mode"]
     finally:
         restarted_at = time.monotonic()
-        _rabbitmqctl(lab, "start_app")
-        report.step(f"rabbitmqctl start_app (returned after {time.monotonic() - restarted_at:.1f} s)")
+        lab.start_broker()
+        report.step(f"broker started (returned after {time.monotonic() - restarted_at:.1f} s)")
 
     converged_after = None
     while time.monotonic() - restarted_at < 60:
@@ -121,7 +122,7 @@ def run(lab: Lab, report: Report, client: Client, outage: float, interval: float
         [
             ("commands during the outage", f"{accepted} of {commands} accepted (200)"),
             ("outbox backlog, most", f"{backlog_max} events waiting for RabbitMQ"),
-            ("mode, seconds after stop_app", changes),
+            ("mode, seconds after the stop", changes),
             (
                 "projected during the outage",
                 f"{visible_during} of {accepted} commands (mode then: {mode_during})",
@@ -178,12 +179,7 @@ def run(lab: Lab, report: Report, client: Client, outage: float, interval: float
 
 
 def _after_restart(seconds: float | None) -> str:
-    return "NOT within 60 s" if seconds is None else f"{seconds:.1f} s after start_app was issued"
-
-
-def _rabbitmqctl(lab: Lab, action: str) -> None:
-    node = ["-n", lab.rabbitmq_node] if lab.rabbitmq_node else []
-    subprocess.run(["rabbitmqctl", "-q", *node, action], check=True, timeout=120, stdout=subprocess.DEVNULL)
+    return "NOT within 60 s" if seconds is None else f"{seconds:.1f} s after the start was issued"
 
 
 def _note_mode(client: Client, modes: list[tuple[float, str]], since: float) -> None:
