@@ -90,18 +90,29 @@ def dead_letters_open_count() -> int:
     return DeadLetter.objects.filter(replayed_at__isnull=True, purged_at__isnull=True).count()
 
 
-def dead_letters_mark_replayed(*, message_id: str | None = None, record_id: int | None = None) -> int:
-    """Marks the open record(s) of a replayed message (by message id) or one stored record (by id)."""
-    records = DeadLetter.objects.filter(replayed_at__isnull=True, purged_at__isnull=True)
-    if record_id is not None:
-        records = records.filter(id=record_id)
-    elif message_id is not None:  # as the record stored it (a hostile id may hold NUL)
-        records = records.filter(
-            message_id=storable_text(message_id, MAX_MESSAGE_ID_CHARS), body__isnull=True
-        )
-    else:
+def dead_letters_open_of_message(message_id: str | None) -> list[int]:
+    """The ids of the open records of a message that sits in the DLQ (by its message id, as the record
+    stored it: a hostile id may hold NUL). Taken before the message is replayed, so a record the projector
+    writes when it refuses the replayed message again stays open."""
+    if message_id is None:
+        return []
+    return list(
+        DeadLetter.objects.filter(
+            replayed_at__isnull=True,
+            purged_at__isnull=True,
+            body__isnull=True,
+            message_id=storable_text(message_id, MAX_MESSAGE_ID_CHARS),
+        ).values_list("id", flat=True)
+    )
+
+
+def dead_letters_mark_replayed(record_ids: list[int]) -> int:
+    """Marks the given open records replayed."""
+    if not record_ids:
         return 0
-    return records.update(replayed_at=_now())
+    return DeadLetter.objects.filter(
+        id__in=record_ids, replayed_at__isnull=True, purged_at__isnull=True
+    ).update(replayed_at=_now())
 
 
 def dead_letters_mark_purged() -> int:

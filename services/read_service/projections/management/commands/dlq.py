@@ -24,6 +24,7 @@ from read_service.projections.dead_letters import (
     dead_letters_mark_purged,
     dead_letters_mark_replayed,
     dead_letters_open,
+    dead_letters_open_of_message,
 )
 
 log = cqrs_logging.get_logger(__name__)
@@ -69,16 +70,17 @@ class Command(BaseCommand):
             budget = min(budget, limit)
         replayed = 0
         while replayed < budget and (delivery := consumer.get(DEAD_LETTER_QUEUE)) is not None:
+            records = dead_letters_open_of_message(delivery.message_id)
             consumer.republish(delivery)
             consumer.ack(delivery.delivery_tag)
-            dead_letters_mark_replayed(message_id=delivery.message_id)
+            dead_letters_mark_replayed(records)
             replayed += 1
             log.info("dead_letter_replayed", message_id=delivery.message_id, routing_key=delivery.routing_key)
         for record in dead_letters_open():
             if record.body is None or (limit is not None and replayed >= limit):
                 continue
             consumer.republish(_delivery_of(record))
-            dead_letters_mark_replayed(record_id=record.id)
+            dead_letters_mark_replayed([record.id])
             replayed += 1
             log.info("dead_letter_replayed", message_id=record.message_id, routing_key=record.routing_key)
         self.stdout.write(f"replayed {replayed} message(s)")
