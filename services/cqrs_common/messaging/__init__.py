@@ -1,0 +1,65 @@
+"""RabbitMQ for every process: the topology, the relay's publisher and the projector's consumer.
+
+This package is the only code of the services that imports pika (a unit test holds every other module to
+it). Behind one small API the topology is declared the same way by everyone, a message is built in one place,
+pika's exceptions never leak (callers catch `BrokerError`), and upgrading or replacing the client library
+touches this package alone. Callers import from here, never from its modules:
+
+- `topology`: exchange and queue names, their arguments, `declare_topology`.
+- `connection`: connection parameters (heartbeat, blocked-connection timeout) from an amqp:// URL.
+- `message`: an event's AMQP properties, and `Delivery`, a received message.
+- `errors`: `BrokerError` and its kinds, and the translation of pika's exceptions into them.
+- `publisher`: `Publisher`, batches with publisher confirms over an asynchronous connection (the relay).
+- `consumer`: `Consumer`, batches received and settled over a blocking connection (the projector).
+- `dead_letters`: listing, counting, replaying and purging a queue's messages (the `dlq` command).
+"""
+
+from cqrs_common.messaging.connection import (
+    BLOCKED_CONNECTION_TIMEOUT_SECONDS,
+    HEARTBEAT_SECONDS,
+    connection_parameters,
+)
+from cqrs_common.messaging.consumer import Consumer
+from cqrs_common.messaging.errors import BrokerError, BrokerUnavailable, PublishFailed
+from cqrs_common.messaging.message import (
+    CORRELATION_HEADER,
+    PUBLISHED_AT_HEADER,
+    Delivery,
+    message_properties,
+)
+from cqrs_common.messaging.publisher import Publisher
+from cqrs_common.messaging.topology import (
+    DEAD_LETTER_EXCHANGE,
+    DEAD_LETTER_QUEUE,
+    DEAD_LETTER_QUEUE_ARGUMENTS,
+    DELIVERY_LIMIT,
+    EVENTS_BINDING_KEY,
+    EVENTS_EXCHANGE,
+    PROJECTOR_QUEUE,
+    PROJECTOR_QUEUE_ARGUMENTS,
+    declare_topology,
+)
+
+__all__ = [
+    "BLOCKED_CONNECTION_TIMEOUT_SECONDS",
+    "CORRELATION_HEADER",
+    "DEAD_LETTER_EXCHANGE",
+    "DEAD_LETTER_QUEUE",
+    "DEAD_LETTER_QUEUE_ARGUMENTS",
+    "DELIVERY_LIMIT",
+    "EVENTS_BINDING_KEY",
+    "EVENTS_EXCHANGE",
+    "HEARTBEAT_SECONDS",
+    "PROJECTOR_QUEUE",
+    "PROJECTOR_QUEUE_ARGUMENTS",
+    "PUBLISHED_AT_HEADER",
+    "BrokerError",
+    "BrokerUnavailable",
+    "Consumer",
+    "Delivery",
+    "PublishFailed",
+    "Publisher",
+    "connection_parameters",
+    "declare_topology",
+    "message_properties",
+]
