@@ -2,6 +2,10 @@
 
 Every process (write-service, read-service, relay, projector) and every packaging (native, Compose,
 Kubernetes) is configured through these variables. Defaults are for local development only.
+
+Each setting has its own accessor here, with its variable's name, its default and why: callers never name a
+variable. The packaging tests (tests/deploy) find which process reads which variable by where each accessor
+is called, so an accessor reads its variables by literal name.
 """
 
 from __future__ import annotations
@@ -21,15 +25,24 @@ DEFAULT_API_TOKEN = "dev-token"
 DEVELOPMENT_SECRET_KEYS = frozenset({DEFAULT_SECRET_KEY, "dev-only-insecure-secret-key-change-me"})
 
 
-def database(var: str, default: str, conn_max_age: int) -> dict:
-    """A Django DATABASES entry from a URL variable, with persistent connections (4x faster here).
+def write_database(conn_max_age: int) -> dict:
+    """The write database (ledger, events, outbox) as a Django DATABASES entry."""
+    return _database(env.db_url("WRITE_DATABASE_URL", default=DEFAULT_WRITE_DATABASE_URL), conn_max_age)
+
+
+def read_database(conn_max_age: int) -> dict:
+    """The read database (read models, the replicated event log) as a Django DATABASES entry."""
+    return _database(env.db_url("READ_DATABASE_URL", default=DEFAULT_READ_DATABASE_URL), conn_max_age)
+
+
+def _database(config: dict, conn_max_age: int) -> dict:
+    """A Django DATABASES entry with persistent connections (4x faster here).
 
     CONN_HEALTH_CHECKS (off by default, as in Django) would add a `SELECT 1` round trip to every request:
     measured here, about a quarter of a deposit's time in the worker. Without it, a connection the server
     dropped (a database restart) fails the one request that finds it, with 503 and nothing written
     (cqrs_common.web.problems), and Django replaces it at the end of that request.
     """
-    config = env.db_url(var, default=default)
     config["CONN_MAX_AGE"] = conn_max_age
     config["CONN_HEALTH_CHECKS"] = env.bool("CONN_HEALTH_CHECKS", default=False)
     return config
@@ -38,14 +51,21 @@ def database(var: str, default: str, conn_max_age: int) -> dict:
 def django_common() -> dict:
     """Settings both Django projects read the same way."""
     return {
+        # Django's signing key (no sessions here, but Django needs one); a public default is refused unless
+        # development secrets are allowed.
         "SECRET_KEY": env.str("DJANGO_SECRET_KEY", default=DEFAULT_SECRET_KEY),
+        # Off: tracebacks and settings in error pages are for a developer's machine only.
         "DEBUG": env.bool("DJANGO_DEBUG", default=False),
+        # Local addresses only, so a default never answers for a public name.
         "ALLOWED_HOSTS": env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"]),
+        # Seconds a database connection is reused across requests (see `_database`).
         "CONN_MAX_AGE": env.int("CONN_MAX_AGE", default=300),
     }
 
 
 def api_tokens() -> frozenset[str]:
+    """Bearer tokens the write API accepts, comma-separated so a token can be rotated without downtime; the
+    public default is refused unless development secrets are allowed."""
     return frozenset(t.strip() for t in env.list("CQRS_API_TOKENS", default=[DEFAULT_API_TOKEN]) if t.strip())
 
 
@@ -63,6 +83,7 @@ def log_format() -> str:
 
 
 def log_level() -> str:
+    """The root log level; INFO keeps the lifecycle events (started, published, dead-lettered)."""
     return env.str("LOG_LEVEL", default="INFO")
 
 
@@ -94,12 +115,70 @@ def prometheus_multiproc_dir() -> str | None:
 
 
 def service_name(default: str) -> str:
-    """The name a process logs under and reports in metrics (`write-service`, `relay`, ...)."""
+    """The name a process logs under and reports in metrics; `default` is the process's own (`relay`, ...)."""
     return env.str("SERVICE_NAME", default=default)
 
 
-def rabbitmq_url(default: str) -> str:
-    return env.str("RABBITMQ_URL", default=default)
+def write_rabbitmq_url() -> str:
+    """The write side's broker user: it may only declare and publish to the events exchange."""
+    return env.str("RABBITMQ_URL", default=DEFAULT_WRITE_RABBITMQ_URL)
+
+
+def read_rabbitmq_url() -> str:
+    """The read side's broker user: it owns the topology and consumes the projector's queues."""
+    return env.str("RABBITMQ_URL", default=DEFAULT_READ_RABBITMQ_URL)
+
+
+def idempotency_key_ttl_seconds() -> int:
+    """How long an Idempotency-Key replays its first answer (CONTRACT.md); a day, as is common for payment
+    APIs."""
+    return env.int("IDEMPOTENCY_KEY_TTL_SECONDS", default=24 * 3600)
+
+
+# ------------------------------------------------------------------------------------------- gunicorn
+
+
+def web_bind() -> str:
+    """The address gunicorn listens on when its command line names none (the packagings always name one)."""
+    return env.str("BIND", default="127.0.0.1:8000")
+
+
+def web_concurrency() -> int:
+    """gunicorn worker processes per web service; the default suits a development machine (size it to the
+    host's cores)."""
+    return env.int("WEB_CONCURRENCY", default=4)
+
+
+def gunicorn_timeout() -> int:
+    """Seconds before gunicorn kills a sync worker stuck on one request: longer than the longest
+    read-your-writes wait (READ_WAIT_MAX_MS) plus its query."""
+    return env.int("GUNICORN_TIMEOUT", default=45)
+
+
+# ---------------------------------------------------------------------------------------------- relay
+
+
+def relay_metrics_port() -> int:
+    """Where the relay serves /metrics; 0 serves none (two relays on one host need two ports)."""
+    return env.int("RELAY_METRICS_PORT", default=9101)
+
+
+def relay_batch_size() -> int:
+    """Events the relay reads, publishes and confirms at once: a large batch amortises the confirm round
+    trip."""
+    return env.int("RELAY_BATCH_SIZE", default=1000)
+
+
+def relay_poll_interval() -> float:
+    """Seconds the relay sleeps between looks at the outbox when no commit notification woke it (a
+    notification missed around a reconnect is found this late at most)."""
+    return env.float("RELAY_POLL_INTERVAL_SECONDS", default=1.0)
+
+
+def relay_max_backoff() -> float:
+    """The cap, in seconds, of the relay's exponential backoff between broker or database retries: an outage
+    that ends is noticed within it."""
+    return env.float("RELAY_MAX_BACKOFF_SECONDS", default=5.0)
 
 
 def relay_leadership_timeout() -> float:
@@ -117,13 +196,48 @@ def relay_database_timeout() -> float:
     return env.float("RELAY_DATABASE_TIMEOUT_SECONDS", default=20.0)
 
 
-def int_setting(name: str, default: int) -> int:
-    return env.int(name, default=default)
+# ------------------------------------------------------------------------------------------ projector
 
 
-def float_setting(name: str, default: float) -> float:
-    return env.float(name, default=default)
+def projector_metrics_port() -> int:
+    """Where the projector serves /metrics; 0 serves none (the default of its --metrics-port)."""
+    return env.int("PROJECTOR_METRICS_PORT", default=9102)
 
 
-def str_setting(name: str, default: str) -> str:
-    return env.str(name, default=default)
+def projector_batch_size() -> int:
+    """Events the projector applies in one read-database transaction (the default of its --batch-size)."""
+    return env.int("PROJECTOR_BATCH_SIZE", default=500)
+
+
+def projector_prefetch() -> int:
+    """Unacknowledged messages RabbitMQ sends the projector ahead (--prefetch): above the batch size, so the
+    next batch is already here while one is applied."""
+    return env.int("PROJECTOR_PREFETCH", default=1000)
+
+
+def replication_grace_seconds() -> float:
+    """How long an event may be missing from the broker before the projector applies it from the replicated
+    log instead (--replication-grace-seconds): longer than a normal relay-to-projector delay."""
+    return env.float("REPLICATION_GRACE_SECONDS", default=2.0)
+
+
+# ------------------------------------------------------------------------------- read-side operations
+
+
+def event_store_database_url() -> str | None:
+    """An event store's database to rebuild and verify from, instead of the read database's replica of the
+    log; unset (the default) means the replica."""
+    return env.str("EVENT_STORE_DATABASE_URL", default="") or None
+
+
+def replication_admin_database_url() -> str | None:
+    """A superuser of the read database, which re-subscribing needs (the service's role is not one, on
+    purpose); no default, so nobody re-subscribes by accident."""
+    return env.str("REPLICATION_ADMIN_DATABASE_URL", default="") or None
+
+
+def replication_publisher_conninfo() -> str | None:
+    """The write database as the read database's server reaches it (a libpq conninfo). Unset,
+    `replication_status` does not look at the slot on the publisher and `resubscribe_events` reaches it as
+    the existing subscription did."""
+    return env.str("REPLICATION_PUBLISHER_CONNINFO", default="") or None

@@ -36,14 +36,12 @@ _METRICS_DIR = Path(
 )
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_METRICS_DIR)
 
-bind = os.environ.get("BIND", "127.0.0.1:8000")
-workers = _config.int_setting("WEB_CONCURRENCY", 4)
+bind = _config.web_bind()
+workers = _config.web_concurrency()
 threads = _config.web_threads()
 worker_class = "gthread" if threads > 1 else "sync"
-# A sync worker that holds one request longer than this is killed: long enough for a read-your-writes wait
-# (at most READ_WAIT_MAX_MS) plus the query. A gthread worker beats from its main loop, whatever its
-# threads do.
-timeout = _config.int_setting("GUNICORN_TIMEOUT", 45)
+# A gthread worker beats from its main loop, whatever its threads do; only a sync worker meets this timeout.
+timeout = _config.gunicorn_timeout()
 graceful_timeout = 10
 keepalive = 5
 max_requests = 0

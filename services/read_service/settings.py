@@ -21,11 +21,11 @@ INSTALLED_APPS = [*BASE_APPS, "read_service.projections"]
 MIDDLEWARE = [*BASE_MIDDLEWARE_TOP, *BASE_MIDDLEWARE_BOTTOM]
 
 DATABASES = {
-    "default": config.database("READ_DATABASE_URL", config.DEFAULT_READ_DATABASE_URL, CONN_MAX_AGE),
+    "default": config.read_database(CONN_MAX_AGE),
 }
 DATABASES["default"]["ENGINE"] = "django_prometheus.db.backends.postgresql"
 
-RABBITMQ_URL = config.rabbitmq_url(config.DEFAULT_READ_RABBITMQ_URL)
+RABBITMQ_URL = config.read_rabbitmq_url()
 
 SPECTACULAR_SETTINGS = spectacular(
     "cqrs-lab read API", "Queries over the read models: accounts, statements, totals."

@@ -21,15 +21,14 @@ INSTALLED_APPS = [*BASE_APPS, "write_service.ledger"]
 MIDDLEWARE = [*BASE_MIDDLEWARE_TOP, *BASE_MIDDLEWARE_BOTTOM]
 
 DATABASES = {
-    "default": config.database("WRITE_DATABASE_URL", config.DEFAULT_WRITE_DATABASE_URL, CONN_MAX_AGE),
+    "default": config.write_database(CONN_MAX_AGE),
 }
 # django-prometheus wraps the engine to count queries and errors.
 DATABASES["default"]["ENGINE"] = "django_prometheus.db.backends.postgresql"
 
 API_TOKENS = config.api_tokens()
-# How long an Idempotency-Key replays its first answer (CONTRACT.md); a day, as is common for payment APIs.
-IDEMPOTENCY_KEY_TTL_SECONDS = config.int_setting("IDEMPOTENCY_KEY_TTL_SECONDS", 24 * 3600)
-RABBITMQ_URL = config.rabbitmq_url(config.DEFAULT_WRITE_RABBITMQ_URL)
+IDEMPOTENCY_KEY_TTL_SECONDS = config.idempotency_key_ttl_seconds()
+RABBITMQ_URL = config.write_rabbitmq_url()
 
 SPECTACULAR_SETTINGS = spectacular(
     "cqrs-lab write API", "Commands of the ledger: open, deposit, withdraw, close, transfer."

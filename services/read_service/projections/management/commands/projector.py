@@ -26,15 +26,13 @@ class Command(BaseCommand):
     help = "Apply events from RabbitMQ to the read models (stops on SIGTERM after the batch in hand)."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument(
-            "--metrics-port", type=int, default=config.int_setting("PROJECTOR_METRICS_PORT", 9102)
-        )
-        parser.add_argument("--batch-size", type=int, default=config.int_setting("PROJECTOR_BATCH_SIZE", 500))
-        parser.add_argument("--prefetch", type=int, default=config.int_setting("PROJECTOR_PREFETCH", 1000))
+        parser.add_argument("--metrics-port", type=int, default=config.projector_metrics_port())
+        parser.add_argument("--batch-size", type=int, default=config.projector_batch_size())
+        parser.add_argument("--prefetch", type=int, default=config.projector_prefetch())
         parser.add_argument(
             "--replication-grace-seconds",
             type=float,
-            default=config.float_setting("REPLICATION_GRACE_SECONDS", 2.0),
+            default=config.replication_grace_seconds(),
             help="how long an event may be missing from the broker before the replicated log fills it",
         )
 

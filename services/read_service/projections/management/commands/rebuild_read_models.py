@@ -39,7 +39,7 @@ class Command(BaseCommand):
         cqrs_logging.configure(config.service_name("rebuild_read_models"))
         # One line per applied batch is the projector's business; here it would only bury the summary.
         logging.getLogger("read_service.projections.apply").setLevel(logging.WARNING)
-        event_store = config.str_setting("EVENT_STORE_DATABASE_URL", "") or None
+        event_store = config.event_store_database_url()
         if event_store is None:
             with connection.cursor() as cursor:
                 cursor.execute("SELECT to_regclass(%s) IS NOT NULL", [REPLICA_TABLE])

@@ -25,7 +25,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         cqrs_logging.configure(config.service_name("replication_status"))
-        publisher = config.str_setting("REPLICATION_PUBLISHER_CONNINFO", "") or None
+        publisher = config.replication_publisher_conninfo()
         status = replication_status(subscription=options["subscription"], publisher_dsn=publisher)
         self.stdout.write(json.dumps(status.to_dict(), default=str))
         if not status.healthy:

@@ -35,10 +35,10 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         cqrs_logging.configure(config.service_name("resubscribe_events"))
-        admin_dsn = config.str_setting("REPLICATION_ADMIN_DATABASE_URL", "")
+        admin_dsn = config.replication_admin_database_url()
         if not admin_dsn:
             raise CommandError("set REPLICATION_ADMIN_DATABASE_URL (a superuser of the read database)")
-        publisher = config.str_setting("REPLICATION_PUBLISHER_CONNINFO", "") or None
+        publisher = config.replication_publisher_conninfo()
         where = {"subscription": options["subscription"], "dsn": admin_dsn, "publisher_dsn": publisher}
         before = replication_status(**where)
         self.stdout.write("before: " + json.dumps(before.to_dict(), default=str))

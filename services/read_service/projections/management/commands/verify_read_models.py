@@ -40,7 +40,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         cqrs_logging.configure(config.service_name("verify_read_models"))
-        event_store = config.str_setting("EVENT_STORE_DATABASE_URL", "") or None
+        event_store = config.event_store_database_url()
         deadline = time.monotonic() + options["wait"]
         while True:
             report = read_models_verify(event_store_dsn=event_store)

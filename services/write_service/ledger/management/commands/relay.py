@@ -17,8 +17,6 @@ from cqrs_common import config, metrics
 from cqrs_common import logging as cqrs_logging
 from write_service.outbox.relay import Relay, RelaySettings, Stopper
 
-DEFAULT_METRICS_PORT = 9101
-
 
 class Command(BaseCommand):
     help = "Publishes committed events from the outbox to RabbitMQ; one relay leads, others stand by."
@@ -29,16 +27,16 @@ class Command(BaseCommand):
         stopper = Stopper()
         signal.signal(signal.SIGTERM, stopper.request)
         signal.signal(signal.SIGINT, stopper.request)
-        metrics_port = config.int_setting("RELAY_METRICS_PORT", DEFAULT_METRICS_PORT)
+        metrics_port = config.relay_metrics_port()
         if metrics_port:
             metrics.serve_metrics(metrics_port, process="relay")
         relay_settings = RelaySettings(
             database=settings.DATABASES["default"],
             broker_url=settings.RABBITMQ_URL,
             name=name,
-            batch_size=config.int_setting("RELAY_BATCH_SIZE", 1000),
-            poll_interval=config.float_setting("RELAY_POLL_INTERVAL_SECONDS", 1.0),
-            max_backoff=config.float_setting("RELAY_MAX_BACKOFF_SECONDS", 5.0),
+            batch_size=config.relay_batch_size(),
+            poll_interval=config.relay_poll_interval(),
+            max_backoff=config.relay_max_backoff(),
             leadership_timeout=config.relay_leadership_timeout(),
             database_timeout=config.relay_database_timeout(),
         )
