@@ -15,6 +15,19 @@ TEST_WRITE_RABBITMQ_URL ?= amqp://write-service:write-service@127.0.0.1:5672/cqr
 TEST_READ_RABBITMQ_URL ?= amqp://read-service:read-service@127.0.0.1:5672/cqrs_test
 PYTEST := $(BIN)/pytest
 PYTEST_ARGS ?=
+# The environment of each kind of test run: the write side's and the read side's integration tiers (each
+# service's Django settings), and the whole system (e2e, chaos).
+WRITE_TIER_ENV = WRITE_DATABASE_URL=$(TEST_WRITE_DATABASE_URL) RABBITMQ_URL=$(TEST_WRITE_RABBITMQ_URL) \
+	TEST_READ_RABBITMQ_URL=$(TEST_READ_RABBITMQ_URL)
+READ_TIER_ENV = READ_DATABASE_URL=$(TEST_READ_DATABASE_URL) RABBITMQ_URL=$(TEST_READ_RABBITMQ_URL)
+SYSTEM_TIER_ENV = WRITE_DATABASE_URL=$(TEST_WRITE_DATABASE_URL) READ_DATABASE_URL=$(TEST_READ_DATABASE_URL) \
+	TEST_WRITE_RABBITMQ_URL=$(TEST_WRITE_RABBITMQ_URL) TEST_READ_RABBITMQ_URL=$(TEST_READ_RABBITMQ_URL)
+# What a tier on the test databases needs first. `make test` sets it up once and runs the tiers with
+# SETUP_DONE=1; a tier run alone sets it up itself.
+TEST_SETUP = infra migrate-test
+ifdef SETUP_DONE
+TEST_SETUP =
+endif
 
 # Every target runs the system on this machine, on the development secrets (config.py's defaults, the local
 # clusters' passwords) with DJANGO_DEBUG off as deployed: this says it is a development machine, without which
@@ -88,25 +101,20 @@ format: venv
 	$(BIN)/ruff format .
 
 test: venv infra migrate-test
-	$(MAKE) --no-print-directory test-unit test-integration test-e2e test-deploy test-compose test-chaos
+	$(MAKE) --no-print-directory SETUP_DONE=1 test-unit test-integration test-e2e test-deploy test-compose test-chaos
 
 test-unit: venv
 	$(PYTEST) tests/unit $(PYTEST_ARGS)
 
 test-integration: venv
-	WRITE_DATABASE_URL=$(TEST_WRITE_DATABASE_URL) RABBITMQ_URL=$(TEST_WRITE_RABBITMQ_URL) \
-	TEST_READ_RABBITMQ_URL=$(TEST_READ_RABBITMQ_URL) \
-		$(PYTEST) tests/integration/write --ds=write_service.settings -m "not chaos and not bench" $(PYTEST_ARGS)
-	READ_DATABASE_URL=$(TEST_READ_DATABASE_URL) RABBITMQ_URL=$(TEST_READ_RABBITMQ_URL) \
-		$(PYTEST) tests/integration/read --ds=read_service.settings -m "not chaos and not bench" $(PYTEST_ARGS)
+	$(WRITE_TIER_ENV) $(PYTEST) tests/integration/write --ds=write_service.settings -m "not chaos and not bench" $(PYTEST_ARGS)
+	$(READ_TIER_ENV) $(PYTEST) tests/integration/read --ds=read_service.settings -m "not chaos and not bench" $(PYTEST_ARGS)
 
 # The whole system on the test databases, migrated and subscribed (replication.sh) as `make run` has them.
 # bench/prerequisites.sh installs wrk if missing (the benchmark harness's test runs it).
-test-e2e: venv migrate-test
+test-e2e: venv $(TEST_SETUP)
 	bash bench/prerequisites.sh
-	WRITE_DATABASE_URL=$(TEST_WRITE_DATABASE_URL) READ_DATABASE_URL=$(TEST_READ_DATABASE_URL) \
-	TEST_WRITE_RABBITMQ_URL=$(TEST_WRITE_RABBITMQ_URL) TEST_READ_RABBITMQ_URL=$(TEST_READ_RABBITMQ_URL) \
-		$(PYTEST) tests/e2e -m "not chaos and not bench" $(PYTEST_ARGS)
+	$(SYSTEM_TIER_ENV) $(PYTEST) tests/e2e -m "not chaos and not bench" $(PYTEST_ARGS)
 
 # Offline checks of Compose, Kubernetes and the Tiltfile; prerequisites.sh installs docker-compose if missing.
 test-deploy: venv
@@ -126,15 +134,10 @@ test-chaos: MARK := chaos
 test-chaos: chaos-prerequisites
 test-bench: MARK := bench
 test-bench: PYTEST_ARGS += -s
-test-chaos test-bench: venv infra migrate-test
-	WRITE_DATABASE_URL=$(TEST_WRITE_DATABASE_URL) RABBITMQ_URL=$(TEST_WRITE_RABBITMQ_URL) \
-	TEST_READ_RABBITMQ_URL=$(TEST_READ_RABBITMQ_URL) \
-		$(PYTEST) tests/integration/write --ds=write_service.settings -m $(MARK) $(PYTEST_ARGS) || [ $$? -eq 5 ]
-	READ_DATABASE_URL=$(TEST_READ_DATABASE_URL) RABBITMQ_URL=$(TEST_READ_RABBITMQ_URL) \
-		$(PYTEST) tests/integration/read --ds=read_service.settings -m $(MARK) $(PYTEST_ARGS) || [ $$? -eq 5 ]
-	WRITE_DATABASE_URL=$(TEST_WRITE_DATABASE_URL) READ_DATABASE_URL=$(TEST_READ_DATABASE_URL) \
-	TEST_WRITE_RABBITMQ_URL=$(TEST_WRITE_RABBITMQ_URL) TEST_READ_RABBITMQ_URL=$(TEST_READ_RABBITMQ_URL) \
-		$(PYTEST) tests/e2e tests/chaos -m $(MARK) $(PYTEST_ARGS) || [ $$? -eq 5 ]
+test-chaos test-bench: venv $(TEST_SETUP)
+	$(WRITE_TIER_ENV) $(PYTEST) tests/integration/write --ds=write_service.settings -m $(MARK) $(PYTEST_ARGS) || [ $$? -eq 5 ]
+	$(READ_TIER_ENV) $(PYTEST) tests/integration/read --ds=read_service.settings -m $(MARK) $(PYTEST_ARGS) || [ $$? -eq 5 ]
+	$(SYSTEM_TIER_ENV) $(PYTEST) tests/e2e tests/chaos -m $(MARK) $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 chaos-prerequisites:
 	bash tests/chaos/prerequisites.sh
