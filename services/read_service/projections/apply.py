@@ -49,11 +49,10 @@ from cqrs_common.events import EventEnvelope, InvalidEvent, from_dict, routing_k
 from cqrs_common.logging import get_logger
 from read_service.projections.dead_letters import DeadLetterEntry, dead_letters_record
 from read_service.projections.handlers import (
-    HANDLERS,
     MOVE_MONEY_CTES,
-    MOVEMENTS,
-    Handler,
+    PROJECTIONS,
     Movement,
+    Projection,
     check_projected,
     move_money,
     move_money_params,
@@ -273,23 +272,23 @@ class _Batch:
             self.drain(event.aggregate_id)
 
     def apply(self, event: EventEnvelope, path: str, *, from_pending: bool) -> bool:
-        handler = HANDLERS.get(event.type)
+        projection = PROJECTIONS.get(event.type)
         try:
-            if handler is None:  # from_wire refuses unknown types; another path might not
+            if projection is None:  # from_wire refuses unknown types; another path might not
                 raise LookupError(f"no handler for {event.type}")
             if self.isolate:
                 with transaction.atomic():  # a savepoint: a failure undoes this event only
-                    handler(self.cursor, event)
+                    projection.handler(self.cursor, event)
                     _track(self.cursor, event, path)
             else:
-                self.run(handler, event)
+                self.run(projection, event)
                 self.untracked.append(Applied(event, path))
         except (OperationalError, InterfaceError):
             raise  # the database itself is in trouble, not this event: the caller retries the batch
         except Exception as exc:
             if not self.isolate:
                 raise _HandlerFailed from exc
-            reason = UNKNOWN_TYPE if handler is None else HANDLER_FAILED
+            reason = UNKNOWN_TYPE if projection is None else HANDLER_FAILED
             self.fail(Failure(event, reason, f"{type(exc).__name__}: {exc}", from_pending))
             return False
         self.versions[event.aggregate_id] = event.aggregate_version
@@ -312,15 +311,14 @@ class _Batch:
             self.fail(Failure(event, PARK_FAILED, f"{type(exc).__name__}: {str(exc)[:500]}"))
             return None
 
-    def run(self, handler: Handler, event: EventEnvelope) -> None:
+    def run(self, projection: Projection, event: EventEnvelope) -> None:
         """Without a savepoint: a money event joins the run of movements; any other event writes that run
         first, so every account sees its events in order."""
-        to_movement = MOVEMENTS.get(handler)
-        if to_movement is not None:
-            self.movements.append(to_movement(event))
+        if projection.movement is not None:
+            self.movements.append(projection.movement(event))
             return
         self.write_movements()
-        handler(self.cursor, event)
+        projection.handler(self.cursor, event)
 
     def write_movements(self) -> None:
         movements, self.movements = self.movements, []

@@ -1,14 +1,15 @@
-"""Projection handlers: one small function per event type, routed through the one registry `HANDLERS`.
+"""Projection handlers: one small function per event type, routed through the one registry `PROJECTIONS`.
 
 Each handler is a function of (read-DB cursor, event) that changes the read models with one set-based SQL
 statement. Handlers know nothing of duplicates, ordering or transactions: the apply step (`apply.py`) calls a
 handler only for the next version of an account. A handler raises `ProjectionError` when the event cannot be
 projected; the apply step then rolls back that event alone.
 
-Money events, most of the traffic, also have a set-based form (`MOVEMENTS`, `move_money`): the apply step
-turns a run of them into `Movement`s and applies the whole run in one statement, one round trip instead of
-one per event. It has the same effect as the handlers one by one; if it fails, the apply step redoes the
-batch event by event with the handlers, so failures are found and isolated exactly as before.
+Money events, most of the traffic, are a `Movement` of their account (the registry names the function that
+makes it) and are written by ONE statement, `move_money`, for one movement or many: their handlers call it
+with their event's movement alone, and the apply step gathers a run of them and applies the whole run at once,
+one round trip instead of one per event. If a run fails, the apply step redoes the batch event by event with
+the handlers, so failures are found and isolated exactly as before.
 """
 
 from __future__ import annotations
@@ -55,19 +56,19 @@ def account_opened(cursor: Any, event: EventEnvelope) -> None:
 
 
 def money_deposited(cursor: Any, event: EventEnvelope) -> None:
-    _move_money(cursor, deposit(event))
+    move_money(cursor, [deposit(event)])
 
 
 def money_withdrawn(cursor: Any, event: EventEnvelope) -> None:
-    _move_money(cursor, withdrawal(event))
+    move_money(cursor, [withdrawal(event)])
 
 
 def transfer_debited(cursor: Any, event: EventEnvelope) -> None:
-    _move_money(cursor, transfer_out(event))
+    move_money(cursor, [transfer_out(event)])
 
 
 def transfer_credited(cursor: Any, event: EventEnvelope) -> None:
-    _move_money(cursor, transfer_in(event))
+    move_money(cursor, [transfer_in(event)])
 
 
 def account_closed(cursor: Any, event: EventEnvelope) -> None:
@@ -141,46 +142,7 @@ def _movement(
     )
 
 
-# The whole movement in one statement: balance, statement line (with the balance after it) and the total.
-_MOVE_MONEY = """
-    WITH account AS (
-        UPDATE account_view
-           SET balance = balance + %(delta)s, version = %(version)s, updated_at = %(at)s
-         WHERE account_id = %(account_id)s
-        RETURNING account_id, currency, balance
-    ), line AS (
-        INSERT INTO statement_lines
-               (account_id, version, kind, amount, balance_after, counterparty, transfer_id, occurred_at)
-        SELECT account_id, %(version)s, %(kind)s, %(amount)s, balance,
-               %(counterparty)s, %(transfer_id)s, %(at)s
-          FROM account
-    ), total AS (
-        UPDATE currency_totals t SET total_balance = t.total_balance + %(delta)s
-          FROM account WHERE t.currency = account.currency
-    )
-    SELECT count(*) FROM account
-"""
-
-
-def _move_money(cursor: Any, movement: Movement) -> None:
-    cursor.execute(
-        _MOVE_MONEY,
-        {
-            "account_id": movement.account_id,
-            "delta": movement.delta,
-            "amount": movement.amount,
-            "kind": movement.kind,
-            "version": movement.version,
-            "counterparty": movement.counterparty,
-            "transfer_id": movement.transfer_id,
-            "at": movement.occurred_at,
-        },
-    )
-    if cursor.fetchone()[0] != 1:
-        raise ProjectionError(f"account {movement.account_id} is not projected")
-
-
-# Many movements in one statement, as if each ran `_MOVE_MONEY` in turn: each account's row is updated once
+# Movements in one statement, as if each ran alone in turn: each account's row is updated once
 # (by the sum of its deltas, to its last version), each line's balance_after is the account's new balance
 # minus the deltas after it (a running sum in version order), each currency's total is updated once.
 # Kept as the WITH items alone, so the apply step can put a batch's last run into the same statement as the
@@ -241,9 +203,12 @@ def move_money_params(movements: Sequence[Movement]) -> dict[str, Any]:
 
 def check_projected(movements: Sequence[Movement], projected: int) -> None:
     """`ProjectionError` unless every account of the movements was updated (`projected` of them were)."""
-    accounts = len({m.account_id for m in movements})
-    if projected != accounts:
-        raise ProjectionError(f"{accounts - projected} of {accounts} accounts are not projected")
+    accounts = {m.account_id for m in movements}
+    if projected == len(accounts):
+        return
+    if len(accounts) == 1:
+        raise ProjectionError(f"account {movements[0].account_id} is not projected")
+    raise ProjectionError(f"{len(accounts) - projected} of {len(accounts)} accounts are not projected")
 
 
 def _amount(raw: Any) -> Decimal:
@@ -265,20 +230,20 @@ def _uuid(raw: Any) -> UUID:
         raise ProjectionError(f"{raw!r} is not a UUID") from exc
 
 
-HANDLERS: dict[str, Handler] = {
-    "AccountOpened": account_opened,
-    "MoneyDeposited": money_deposited,
-    "MoneyWithdrawn": money_withdrawn,
-    "TransferDebited": transfer_debited,
-    "TransferCredited": transfer_credited,
-    "AccountClosed": account_closed,
-}
+@dataclass(frozen=True, slots=True)
+class Projection:
+    """How an event type changes the read models: its handler and, for a money event, its movement (what
+    the apply step gathers into a run instead of calling the handler)."""
 
-# Handlers with a set-based form: the apply step gathers their movements and applies them together
-# (`move_money`). Keyed by the handler itself, so a handler replaced in `HANDLERS` runs per event.
-MOVEMENTS: dict[Handler, Callable[[EventEnvelope], Movement]] = {
-    money_deposited: deposit,
-    money_withdrawn: withdrawal,
-    transfer_debited: transfer_out,
-    transfer_credited: transfer_in,
+    handler: Handler
+    movement: Callable[[EventEnvelope], Movement] | None = None
+
+
+PROJECTIONS: dict[str, Projection] = {
+    "AccountOpened": Projection(account_opened),
+    "MoneyDeposited": Projection(money_deposited, deposit),
+    "MoneyWithdrawn": Projection(money_withdrawn, withdrawal),
+    "TransferDebited": Projection(transfer_debited, transfer_out),
+    "TransferCredited": Projection(transfer_credited, transfer_in),
+    "AccountClosed": Projection(account_closed),
 }

@@ -2,7 +2,7 @@
 
 The shadow tables live in the schema `read_rebuild` under the same names as the live ones (created with
 `LIKE ... INCLUDING ALL`, indexes renamed to the live names, grants copied). The events are applied by the
-projector's own apply step and handlers (`apply_events`, `HANDLERS`) with `search_path` set to that schema
+projector's own apply step and handlers (`apply_events`, `PROJECTIONS`) with `search_path` set to that schema
 alone, so the same code writes the shadow tables and nothing else: a table the apply step writes that has no
 shadow here fails the rebuild loudly instead of touching a live table.
 

@@ -228,7 +228,7 @@ def test_unknown_path_is_refused() -> None:
 def test_registry_has_a_handler_for_every_contract_event_type() -> None:
     from cqrs_common.events import EVENT_TYPES
 
-    assert set(handlers.HANDLERS) == set(EVENT_TYPES)
+    assert set(handlers.PROJECTIONS) == set(EVENT_TYPES)
 
 
 def _gaps(history: AccountHistory):

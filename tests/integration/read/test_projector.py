@@ -115,7 +115,8 @@ def test_dlq_replay_resends_after_the_cause_is_fixed(
     def broken(cursor, event):
         raise RuntimeError("a bug in the deposit projection")
 
-    monkeypatch.setitem(handlers.HANDLERS, "MoneyDeposited", broken)
+    fixed = handlers.PROJECTIONS["MoneyDeposited"]
+    monkeypatch.setitem(handlers.PROJECTIONS, "MoneyDeposited", handlers.Projection(broken))
     deposit = alice.deposited("5.00")
     publish(deposit)
     eventually(lambda: _queues_settle(broker, dead_letters=1))
@@ -125,7 +126,7 @@ def test_dlq_replay_resends_after_the_cause_is_fixed(
     listed = capsys.readouterr().out
     assert str(deposit.event_id) in listed and "1 message(s)" in listed
 
-    monkeypatch.setitem(handlers.HANDLERS, "MoneyDeposited", handlers.money_deposited)  # the fix is deployed
+    monkeypatch.setitem(handlers.PROJECTIONS, "MoneyDeposited", fixed)  # the fix is deployed
     call_command("dlq", "replay")
     assert "replayed 1 message(s)" in capsys.readouterr().out
 
@@ -254,13 +255,15 @@ def test_dlq_replay_resends_an_event_whose_record_is_its_only_copy(
 
     alice = AccountHistory()
     v1, v2, v3 = alice.opened(), alice.deposited("5.00"), alice.withdrawn("2.00")
-    monkeypatch.setitem(handlers.HANDLERS, "MoneyWithdrawn", lambda cursor, event: 1 / 0)
+    fixed = handlers.PROJECTIONS["MoneyWithdrawn"]
+    broken = handlers.Projection(lambda cursor, event: 1 / 0)
+    monkeypatch.setitem(handlers.PROJECTIONS, "MoneyWithdrawn", broken)
     apply_events([v1, v3], path=BROKER)  # v3 parked; its message would have been acknowledged
     outcome = apply_events([v2], path=BROKER)  # v3 drained and fails: no message left to reject
     assert [f.event for f in outcome.failed] == [v3]
     assert DeadLetter.objects.get().body is not None
 
-    monkeypatch.setitem(handlers.HANDLERS, "MoneyWithdrawn", handlers.money_withdrawn)
+    monkeypatch.setitem(handlers.PROJECTIONS, "MoneyWithdrawn", fixed)
     start_projector()
     call_command("dlq", "replay")
 
