@@ -47,9 +47,9 @@ from django.db import InterfaceError, OperationalError, connection, transaction
 from cqrs_common import metrics
 from cqrs_common.events import EventEnvelope, InvalidEvent, from_dict, routing_key, to_wire
 from cqrs_common.logging import get_logger
+from read_service.projections import apply_sql as sql
 from read_service.projections.dead_letters import DeadLetterEntry, dead_letters_record
 from read_service.projections.handlers import (
-    MOVE_MONEY_CTES,
     PROJECTIONS,
     Movement,
     Projection,
@@ -123,25 +123,13 @@ def apply_events(
     return _apply_retried(events, path, refused, drain=set())
 
 
-# Accounts whose lowest parked version is already next (or older): nothing that arrives would drain them,
-# since draining follows the apply of the version before. A rebuild's swap can leave this behind (the shadow
-# applied an event the live table still parks the successor of).
-_READY_TO_DRAIN = """
-    SELECT p.aggregate_id
-      FROM (SELECT aggregate_id, min(version) AS first_parked FROM pending_events GROUP BY 1) AS p
-     WHERE p.first_parked <= 1 + coalesce((SELECT max(a.version) FROM applied_events a
-                                            WHERE a.aggregate_id = p.aggregate_id), 0)
-     LIMIT %s
-"""
-
-
 def parked_ready_drain(*, path: str, limit: int = 500) -> ApplyOutcome:
     """Applies parked events that wait for nothing (up to `limit` accounts), as if their predecessor had just
     been applied: in one transaction, under the account locks, the versions read again there."""
     if path not in PATHS:
         raise ValueError(f"unknown path {path!r}")
     with connection.cursor() as cursor:
-        cursor.execute(_READY_TO_DRAIN, [limit])
+        cursor.execute(sql.READY_TO_DRAIN, [limit])
         accounts = {UUID(str(account_id)) for (account_id,) in cursor.fetchall()}
     if not accounts:
         return ApplyOutcome()
@@ -351,11 +339,7 @@ class _Batch:
         """Applies parked events of the account while each is the next version."""
         while True:
             expected = self.versions.get(account_id, 0) + 1
-            self.cursor.execute(
-                "DELETE FROM pending_events WHERE aggregate_id = %s AND version <= %s "
-                "RETURNING version, envelope, path",
-                [account_id, expected],
-            )
+            self.cursor.execute(sql.TAKE_PARKED, [account_id, expected])
             # Django hands jsonb over as text (it turns psycopg2's decoding off).
             rows = [(version, json.loads(body), path) for version, body, path in self.cursor.fetchall()]
             # Older versions can only be copies of events applied since they were parked.
@@ -383,37 +367,19 @@ class _Batch:
         log.warning("event_dead_lettered", reason=exc.reason, message_id=message_id, source="pending")
 
 
-# Two statements in one round trip (psycopg2 sends them as one simple query). Each takes its own snapshot, so
-# the versions are read after the locks are held and see everything committed before.
-_LOCK_AND_READ = """
-    SELECT count(pg_advisory_xact_lock(k))
-      FROM (SELECT DISTINCT hashtextextended(a::text, 0) AS k
-              FROM unnest(%(accounts)s::uuid[]) AS a ORDER BY k) AS keys;
-    SELECT a.id,
-           coalesce((SELECT max(version) FROM applied_events WHERE aggregate_id = a.id), 0),
-           EXISTS (SELECT FROM pending_events WHERE aggregate_id = a.id)
-      FROM unnest(%(accounts)s::uuid[]) AS a(id)
-"""
-
-
 def _lock_and_read(cursor: Any, accounts: set[UUID]) -> tuple[dict[UUID, int], set[UUID]]:
     """Locks the accounts (in key order, so two appliers never deadlock) and reads their applied versions and
     whether they have parked events."""
     if not accounts:
         return {}, set()
-    cursor.execute(_LOCK_AND_READ, {"accounts": [str(a) for a in accounts]})
+    cursor.execute(sql.LOCK_AND_READ, {"accounts": [str(a) for a in accounts]})
     rows = cursor.fetchall()
     return {UUID(str(a)): v for a, v, _ in rows if v}, {UUID(str(a)) for a, _, waiting in rows if waiting}
 
 
 def _park(cursor: Any, event: EventEnvelope, path: str) -> bool:
     cursor.execute(
-        """
-        INSERT INTO pending_events
-               (event_id, aggregate_id, version, position, type, occurred_at, envelope, path, received_at)
-        VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb, %s, clock_timestamp())
-        ON CONFLICT DO NOTHING
-        """,
+        sql.PARK,
         [
             event.event_id,
             event.aggregate_id,
@@ -430,11 +396,7 @@ def _park(cursor: Any, event: EventEnvelope, path: str) -> bool:
 
 def _track(cursor: Any, event: EventEnvelope, path: str) -> None:
     cursor.execute(
-        """
-        INSERT INTO applied_events
-               (event_id, aggregate_id, version, position, type, occurred_at, applied_at, path)
-        VALUES (%s, %s, %s, %s, %s, %s, clock_timestamp(), %s)
-        """,
+        sql.TRACK,
         [
             event.event_id,
             event.aggregate_id,
@@ -445,34 +407,6 @@ def _track(cursor: Any, event: EventEnvelope, path: str) -> None:
             path,
         ],
     )
-
-
-# The tracking rows not written yet, the counters for /api/projection, and a NOTIFY per changed account
-# (PostgreSQL sends it at commit).
-_PROGRESS_CTES = """
-    tracked AS (
-        INSERT INTO applied_events
-               (event_id, aggregate_id, version, position, type, occurred_at, applied_at, path)
-        SELECT event_id, aggregate_id, version, position, type, occurred_at, clock_timestamp(), path
-          FROM unnest(%(event_ids)s::uuid[], %(aggregate_ids)s::uuid[], %(tracked_versions)s::int[],
-                      %(positions)s::bigint[], %(types)s::text[], %(occurred)s::timestamptz[],
-                      %(paths)s::text[])
-               AS t(event_id, aggregate_id, version, position, type, occurred_at, path)
-    ), progress AS (
-        INSERT INTO projector_state AS s (id, mode, events_applied, last_event_at, last_applied_at)
-        VALUES (1, %(mode)s, %(applied)s, %(newest)s, clock_timestamp())
-        ON CONFLICT (id) DO UPDATE SET
-            events_applied = s.events_applied + EXCLUDED.events_applied,
-            last_event_at = greatest(s.last_event_at, EXCLUDED.last_event_at),
-            last_applied_at = EXCLUDED.last_applied_at
-    )
-"""
-_NOTIFY = "SELECT count(pg_notify(%(channel)s, a)) FROM unnest(%(accounts)s::text[]) AS a"
-_RECORD_PROGRESS = f"WITH {_PROGRESS_CTES} {_NOTIFY}"
-# With the batch's last run of money events: data-modifying WITH items all run, each exactly once.
-_MOVE_MONEY_AND_RECORD_PROGRESS = (
-    f"WITH {MOVE_MONEY_CTES}, {_PROGRESS_CTES} SELECT (SELECT count(*) FROM account), ({_NOTIFY})"
-)
 
 
 def _record_progress(
@@ -497,9 +431,9 @@ def _record_progress(
         "accounts": sorted({str(item.event.aggregate_id) for item in outcome.applied}),
     }
     if not movements:
-        cursor.execute(_RECORD_PROGRESS, params)
+        cursor.execute(sql.RECORD_PROGRESS, params)
         return
-    cursor.execute(_MOVE_MONEY_AND_RECORD_PROGRESS, {**params, **move_money_params(movements)})
+    cursor.execute(sql.MOVE_MONEY_AND_RECORD_PROGRESS, {**params, **move_money_params(movements)})
     check_projected(movements, cursor.fetchone()[0])
 
 

@@ -13,6 +13,7 @@ from datetime import datetime
 
 from django.db import connection
 
+from read_service.projections.apply_sql import RECORD_DEAD_LETTER
 from read_service.projections.models import DeadLetter
 
 # Stored reasons are metric labels too, so they stay short and few; details can be long, but not unbounded.
@@ -66,14 +67,7 @@ def dead_letters_record(entries: Iterable[DeadLetterEntry]) -> int:
     if not rows:
         return 0
     with connection.cursor() as cursor:
-        cursor.executemany(
-            """
-            INSERT INTO dead_letters
-                   (message_id, event_type, routing_key, reason, detail, body, dead_lettered_at)
-            VALUES (%s, %s, %s, %s, %s, %s, clock_timestamp())
-            """,
-            rows,
-        )
+        cursor.executemany(RECORD_DEAD_LETTER, rows)
     return len(rows)
 
 

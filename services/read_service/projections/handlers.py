@@ -22,6 +22,7 @@ from typing import Any
 from uuid import UUID
 
 from cqrs_common.events import EventEnvelope
+from read_service.projections import apply_sql as sql
 
 Handler = Callable[[Any, EventEnvelope], None]
 
@@ -34,17 +35,7 @@ class ProjectionError(Exception):
 
 def account_opened(cursor: Any, event: EventEnvelope) -> None:
     cursor.execute(
-        """
-        WITH account AS (
-            INSERT INTO account_view
-                   (account_id, owner, currency, balance, status, version, opened_at, updated_at)
-            VALUES (%(account_id)s, %(owner)s, %(currency)s, 0, 'open', %(version)s, %(at)s, %(at)s)
-            RETURNING currency
-        )
-        INSERT INTO currency_totals AS t (currency, total_balance, accounts, open_accounts)
-        SELECT currency, 0, 1, 1 FROM account
-        ON CONFLICT (currency) DO UPDATE SET accounts = t.accounts + 1, open_accounts = t.open_accounts + 1
-        """,
+        sql.OPEN_ACCOUNT,
         {
             "account_id": event.aggregate_id,
             "owner": str(event.data["owner"]),
@@ -73,17 +64,7 @@ def transfer_credited(cursor: Any, event: EventEnvelope) -> None:
 
 def account_closed(cursor: Any, event: EventEnvelope) -> None:
     cursor.execute(
-        """
-        WITH account AS (
-            UPDATE account_view SET status = 'closed', version = %(version)s, updated_at = %(at)s
-             WHERE account_id = %(account_id)s AND status = 'open'
-            RETURNING currency
-        ), total AS (
-            UPDATE currency_totals t SET open_accounts = t.open_accounts - 1
-              FROM account WHERE t.currency = account.currency
-        )
-        SELECT count(*) FROM account
-        """,
+        sql.CLOSE_ACCOUNT,
         {"account_id": event.aggregate_id, "version": event.aggregate_version, "at": event.occurred_at},
     )
     if cursor.fetchone()[0] != 1:
@@ -142,53 +123,17 @@ def _movement(
     )
 
 
-# Movements in one statement, as if each ran alone in turn: each account's row is updated once
-# (by the sum of its deltas, to its last version), each line's balance_after is the account's new balance
-# minus the deltas after it (a running sum in version order), each currency's total is updated once.
-# Kept as the WITH items alone, so the apply step can put a batch's last run into the same statement as the
-# batch's bookkeeping (`account` holds one row per projected account).
-MOVE_MONEY_CTES = """
-    moves AS (
-        SELECT * FROM unnest(%(account_ids)s::uuid[], %(versions)s::int[], %(kinds)s::text[],
-                             %(amounts)s::numeric[], %(deltas)s::numeric[], %(counterparties)s::uuid[],
-                             %(transfer_ids)s::uuid[], %(at)s::timestamptz[])
-               AS m(account_id, version, kind, amount, delta, counterparty, transfer_id, occurred_at)
-    ), per_account AS (
-        SELECT DISTINCT ON (account_id) account_id, version, occurred_at,
-               sum(delta) OVER (PARTITION BY account_id) AS delta
-          FROM moves ORDER BY account_id, version DESC
-    ), account AS (
-        UPDATE account_view v
-           SET balance = v.balance + p.delta, version = p.version, updated_at = p.occurred_at
-          FROM per_account p WHERE v.account_id = p.account_id
-        RETURNING v.account_id, v.currency, v.balance - p.delta AS balance_before, p.delta
-    ), line AS (
-        INSERT INTO statement_lines
-               (account_id, version, kind, amount, balance_after, counterparty, transfer_id, occurred_at)
-        SELECT m.account_id, m.version, m.kind, m.amount,
-               a.balance_before + sum(m.delta) OVER (PARTITION BY m.account_id ORDER BY m.version),
-               m.counterparty, m.transfer_id, m.occurred_at
-          FROM moves m JOIN account a ON a.account_id = m.account_id
-    ), total AS (
-        UPDATE currency_totals t SET total_balance = t.total_balance + c.delta
-          FROM (SELECT currency, sum(delta) AS delta FROM account GROUP BY currency) c
-         WHERE t.currency = c.currency
-    )
-"""
-_MOVE_MONEY_SET = f"WITH {MOVE_MONEY_CTES} SELECT count(*) FROM account"
-
-
 def move_money(cursor: Any, movements: Sequence[Movement]) -> None:
     """Applies movements (in version order per account, each the next version) in one round trip; raises
     `ProjectionError`, having changed nothing the caller keeps, if any account is not projected."""
     if not movements:
         return
-    cursor.execute(_MOVE_MONEY_SET, move_money_params(movements))
+    cursor.execute(sql.MOVE_MONEY, move_money_params(movements))
     check_projected(movements, cursor.fetchone()[0])
 
 
 def move_money_params(movements: Sequence[Movement]) -> dict[str, Any]:
-    """The parameters of `MOVE_MONEY_CTES`."""
+    """The parameters of `sql.MOVE_MONEY_CTES`."""
     return {
         "account_ids": [str(m.account_id) for m in movements],
         "versions": [m.version for m in movements],

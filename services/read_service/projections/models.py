@@ -10,7 +10,8 @@ the apply step checks; `PendingEvent` holds events that arrived ahead of their p
 is the single row with mode, heartbeat and counters; `DeadLetter` records every message sent to the
 dead-letter queue.
 
-Handlers write these tables with plain SQL (see `handlers.py`); the models exist for migrations and reads.
+The apply step and its handlers write these tables with plain SQL (all of it in `apply_sql.py`); the models
+exist for migrations and reads.
 """
 
 from __future__ import annotations
