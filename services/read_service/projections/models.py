@@ -184,3 +184,18 @@ class ReplicaCursor(models.Model):
         constraints = [
             models.CheckConstraint(condition=models.Q(id=1), name="replica_cursor_single_row"),
         ]
+
+
+def _tables(*tables: type[models.Model]) -> tuple[str, ...]:
+    return tuple(table._meta.db_table for table in tables)
+
+
+# The tables the apply step writes, declared once. The rebuild (rebuild.py) builds the read models and their
+# tracking rows anew in a shadow schema and swaps them in:
+REBUILT_TABLES = _tables(AccountView, StatementLine, CurrencyTotal, AppliedEvent)
+# written by every batch and kept live (the swap holds them with the rebuilt ones, so the projector waits):
+BATCH_STATE_TABLES = _tables(PendingEvent, ProjectorState)
+# written when an event fails, kept live:
+FAILURE_TABLES = _tables(DeadLetter)
+# The rebuild shadows all of them, so that the apply step it runs never writes a live table.
+APPLY_TABLES = (*REBUILT_TABLES, *BATCH_STATE_TABLES, *FAILURE_TABLES)

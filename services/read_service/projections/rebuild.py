@@ -41,15 +41,16 @@ from cqrs_common.events import InvalidEvent
 from cqrs_common.logging import get_logger
 from read_service.projections.apply import PROJECTED_CHANNEL, REPLICATION, apply_events, parked_ready_drain
 from read_service.projections.event_log import EventLog, event_from_row, event_log_open
+from read_service.projections.models import APPLY_TABLES, BATCH_STATE_TABLES, REBUILT_TABLES
 
 log = get_logger(__name__)
 
 SHADOW = "read_rebuild"
-SWAPPED = ("account_view", "statement_lines", "currency_totals", "applied_events")
+SWAPPED = REBUILT_TABLES
 # Written by the apply step too but kept live: shadows only so that the build never writes the live ones.
-SCRATCH = ("pending_events", "projector_state", "dead_letters")
-# What the projector writes: held EXCLUSIVE (reads go on) from the last catch-up to the swap.
-PROJECTOR_TABLES = (*SWAPPED, "pending_events", "projector_state")
+SCRATCH = tuple(table for table in APPLY_TABLES if table not in SWAPPED)
+# What the projector writes with every batch: held EXCLUSIVE (reads go on) from the last catch-up to the swap.
+PROJECTOR_TABLES = (*SWAPPED, *BATCH_STATE_TABLES)
 REBUILD_LOCK = "cqrs-lab:read_models_rebuild"
 CATCH_UP_BATCH = 2000
 LOCK_WAIT = "200ms"  # below deadlock_timeout (1s by default)

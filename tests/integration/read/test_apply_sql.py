@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 from pglast import parse_sql
-from pglast.ast import RangeVar
+from pglast.ast import InsertStmt, RangeVar
 from pglast.visitors import Visitor
 
 from read_service.projections import apply_sql
+from read_service.projections.models import APPLY_TABLES
 
 PROJECTIONS_DIR = Path(apply_sql.__file__).parent
 # psycopg2's placeholders are not SQL: a NULL stands wherever a value goes (`NULL::uuid[]` parses).
@@ -74,3 +75,32 @@ def test_the_apply_step_has_no_sql_of_its_own(module: str) -> None:
         if isinstance(node, ast.Constant) and isinstance(node.value, str) and _SQL_START.match(node.value)
     ]
     assert literals == []
+
+
+def _written(sql: str) -> set[str]:
+    """The relations the SQL inserts into, updates or deletes from."""
+    names: set[str] = set()
+
+    class Writes(Visitor):
+        def visit_InsertStmt(self, ancestors, node: InsertStmt) -> None:
+            names.add(node.relation.relname)
+
+        visit_UpdateStmt = visit_DeleteStmt = visit_InsertStmt
+
+    Writes()(parse_sql(_PLACEHOLDER.sub("NULL", sql)))
+    return names
+
+
+def test_the_check_finds_every_written_table() -> None:
+    assert _written("WITH a AS (DELETE FROM x RETURNING 1) UPDATE y SET b = 1; INSERT INTO z VALUES (1)") == {
+        "x",
+        "y",
+        "z",
+    }
+
+
+def test_apply_sql_writes_only_declared_tables() -> None:
+    """What the rebuild shadows (`APPLY_TABLES`) is what the apply step writes: a table missing there would
+    fail the rebuild; one the apply step stopped writing would be shadowed and swapped for nothing."""
+    written = set().union(*(_written(sql) for sql in _statements().values()))
+    assert written == set(APPLY_TABLES)

@@ -18,6 +18,7 @@ from django.test import Client
 
 from cqrs_common.messaging import Consumer
 from read_service.projections.fallback import FallbackSettings, ReplicationFallback
+from read_service.projections.models import REBUILT_TABLES
 from read_service.projections.projector import Projector
 from read_service.projections.rebuild import SHADOW, RebuildRefused, read_models_rebuild
 from read_service.projections.verify import read_models_verify
@@ -30,8 +31,6 @@ from tests.integration.read.replica_log import (  # noqa: F401
     read_models_clear,
     replica_log_fixture,
 )
-
-SWAPPED = ("account_view", "statement_lines", "currency_totals", "applied_events")
 
 
 def _models() -> dict[str, list[tuple]]:
@@ -67,7 +66,7 @@ def _schema() -> list[tuple]:
              WHERE relnamespace = 'public'::regnamespace AND relname = ANY(%(tables)s)
              ORDER BY 1, 2, 3
             """,
-            {"tables": list(SWAPPED)},
+            {"tables": list(REBUILT_TABLES)},
         )
         return cursor.fetchall()
 
