@@ -45,10 +45,10 @@ from uuid import UUID
 from django.db import InterfaceError, OperationalError, connection, transaction
 
 from cqrs_common import metrics
-from cqrs_common.events import EventEnvelope, InvalidEvent, from_dict, routing_key, to_wire
+from cqrs_common.events import EventEnvelope, InvalidEvent, from_dict, to_wire
 from cqrs_common.logging import get_logger
 from read_service.projections import apply_sql as sql
-from read_service.projections.dead_letters import DeadLetterEntry, dead_letters_record
+from read_service.projections.dead_letters import DeadLetterEntry, dead_letter_unreadable, dead_letters_record
 from read_service.projections.handlers import (
     PROJECTIONS,
     Movement,
@@ -357,14 +357,15 @@ class _Batch:
                 return  # later versions keep waiting; `pending_gaps` shows it
 
     def dead_letter_unreadable(self, envelope: dict[str, Any], exc: InvalidEvent) -> None:
-        event_type = str(envelope.get("type"))
-        body = json.dumps(envelope, separators=(",", ":"), sort_keys=True).encode()
-        message_id = str(envelope.get("event_id"))
-        self.dead_letters.append(
-            DeadLetterEntry(message_id, exc.reason, exc.detail, event_type, routing_key(event_type), body)
-        )
+        entry = dead_letter_unreadable(envelope, exc)
+        self.dead_letters.append(entry)
         self.outcome.recorded_only.append(exc.reason)
-        log.warning("event_dead_lettered", reason=exc.reason, message_id=message_id, source="pending")
+        log.warning(
+            "event_dead_lettered",
+            reason=exc.reason,
+            message_id=str(envelope.get("event_id")),
+            source="pending",
+        )
 
 
 def _lock_and_read(cursor: Any, accounts: set[UUID]) -> tuple[dict[UUID, int], set[UUID]]:

@@ -7,12 +7,15 @@ event's body only when no message exists (see `DeadLetter`).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from django.db import connection
 
+from cqrs_common.events import InvalidEvent, routing_key
 from read_service.projections.apply_sql import RECORD_DEAD_LETTER
 from read_service.projections.models import DeadLetter
 
@@ -48,6 +51,21 @@ class DeadLetterEntry:
                 object.__setattr__(self, name, storable_text(value, limit))
         object.__setattr__(self, "reason", storable_text(self.reason, MAX_REASON_CHARS))
         object.__setattr__(self, "detail", storable_text(self.detail, MAX_DETAIL_CHARS))
+
+
+def dead_letter_unreadable(envelope: dict[str, Any], exc: InvalidEvent) -> DeadLetterEntry:
+    """The record of a stored event that is no valid event of this contract (a replica row of a type this
+    release does not know, an event parked by an older release): no message holds it, so the record keeps
+    the event as it was read, for `dlq replay`."""
+    event_type = str(envelope.get("type"))
+    return DeadLetterEntry(
+        str(envelope.get("event_id")),
+        exc.reason,
+        exc.detail,
+        event_type,
+        routing_key(event_type),
+        json.dumps(envelope, separators=(",", ":"), sort_keys=True).encode(),
+    )
 
 
 def storable_text(value: object, limit: int) -> str:

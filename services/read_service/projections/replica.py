@@ -24,8 +24,8 @@ from typing import Any
 
 from django.db import connection
 
-from cqrs_common.events import EventEnvelope, InvalidEvent, from_dict, routing_key
-from read_service.projections.dead_letters import DeadLetterEntry
+from cqrs_common.events import EventEnvelope, InvalidEvent, from_dict
+from read_service.projections.dead_letters import DeadLetterEntry, dead_letter_unreadable
 
 REPLICA_TABLE = "events"
 
@@ -121,18 +121,7 @@ def replica_events(wires: list[dict[str, Any]]) -> ReplicaEvents:
         try:
             events.append(from_dict(wire))
         except InvalidEvent as exc:
-            event_type = str(wire.get("type"))
-            body = json.dumps(wire, separators=(",", ":"), sort_keys=True).encode()
-            refused.append(
-                DeadLetterEntry(
-                    str(wire.get("event_id")),
-                    exc.reason,
-                    exc.detail,
-                    event_type,
-                    routing_key(event_type),
-                    body,
-                )
-            )
+            refused.append(dead_letter_unreadable(wire, exc))
     return ReplicaEvents(events, refused)
 
 
