@@ -6,8 +6,9 @@ event's version with the account's applied version (the highest `applied_events.
 written in the same transaction as the read-model change, so the two can never disagree):
 
 - version <= applied: a duplicate, counted and ignored;
-- version == applied + 1: the handler runs, the tracking row is written, then events of that account
-  waiting in `pending_events` that are now next are applied too;
+- version == applied + 1: its entry in the registry (`handlers.PROJECTIONS`) is applied (a money event's
+  movement joins the batch's run, any other event's handler runs), the tracking row is written, then
+  events of that account waiting in `pending_events` that are now next are applied too;
 - version > applied + 1: the event is parked in `pending_events` until the gap before it is filled;
 - handler failure (or an event that cannot be parked): that event alone is undone and reported as failed,
   with a dead-letter record written in the same transaction. An event that came from the broker has its
