@@ -26,6 +26,7 @@ from django.db import connection
 
 from cqrs_common.events import EventEnvelope, InvalidEvent, from_dict
 from read_service.projections.dead_letters import DeadLetterEntry, dead_letter_unreadable
+from read_service.projections.subscription import subscription_read
 
 REPLICA_TABLE = "events"
 
@@ -176,23 +177,8 @@ def subscription_status(table: str = REPLICA_TABLE) -> SubscriptionStatus:
     is only in the read server's log; the relay, which sees the publisher, logs `replication_slot_lost`.
     """
     with connection.cursor() as cursor:
-        cursor.execute(
-            """
-            SELECT s.subname, s.subenabled, st.pid, st.last_msg_receipt_time,
-                   coalesce(ss.apply_error_count, 0)
-              FROM pg_subscription s
-              JOIN pg_subscription_rel r ON r.srsubid = s.oid AND r.srrelid = to_regclass(%s)
-              LEFT JOIN pg_stat_subscription st ON st.subid = s.oid AND st.relid IS NULL
-              LEFT JOIN pg_stat_subscription_stats ss ON ss.subid = s.oid
-             WHERE s.subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())
-             ORDER BY s.subname
-             LIMIT 1
-            """,
-            [table],
-        )
-        row = cursor.fetchone()
-    if row is None:
+        found = subscription_read(cursor, table=table)
+    if found is None:
         return SubscriptionStatus(ABSENT)
-    name, enabled, pid, received_at, errors = row
-    status = DISABLED if not enabled else STREAMING if pid is not None else STOPPED
-    return SubscriptionStatus(status, name, int(errors), received_at)
+    status = DISABLED if not found.enabled else STREAMING if found.worker_running else STOPPED
+    return SubscriptionStatus(status, found.name, found.apply_errors, found.last_message_at)

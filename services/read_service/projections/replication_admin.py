@@ -30,6 +30,7 @@ from psycopg2.extensions import connection as PgConnection
 
 from cqrs_common.logging import get_logger
 from read_service.projections.event_log import REPLICA_TABLE
+from read_service.projections.subscription import subscription_read
 
 log = get_logger(__name__)
 
@@ -65,18 +66,6 @@ class ReplicationStatus:
         return {**fields, "healthy": self.healthy}
 
 
-_SUBSCRIPTION = """
-SELECT s.subenabled, s.subslotname, w.pid IS NOT NULL, w.last_msg_receipt_time,
-       coalesce(st.apply_error_count, 0) + coalesce(st.sync_error_count, 0),
-       (SELECT r.srsubstate FROM pg_subscription_rel r
-         WHERE r.srsubid = s.oid AND r.srrelid = to_regclass(%(table)s))
-  FROM pg_subscription s
-  LEFT JOIN pg_stat_subscription w ON w.subid = s.oid AND w.relid IS NULL
-  LEFT JOIN pg_stat_subscription_stats st ON st.subid = s.oid
- WHERE s.subname = %(name)s AND s.subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())
-"""
-
-
 def replication_status(
     *, subscription: str | None = None, publisher_dsn: str | None = None, dsn: str | None = None
 ) -> ReplicationStatus:
@@ -87,11 +76,11 @@ def replication_status(
     with _cursor(dsn) as cursor:
         cursor.execute("SELECT current_database()")
         name = subscription or cursor.fetchone()[0] + SUBSCRIPTION_SUFFIX
-        cursor.execute(_SUBSCRIPTION, {"name": name, "table": REPLICA_TABLE})
-        row = cursor.fetchone()
-    if row is None:
+        found = subscription_read(cursor, table=REPLICA_TABLE, name=name)
+    if found is None:
         return ReplicationStatus(name, exists=False, problems=(f"subscription {name} does not exist",))
-    enabled, slot, worker, last_message_at, errors, table_state = row
+    enabled, slot, worker, table_state = found.enabled, found.slot, found.worker_running, found.table_state
+    errors = found.apply_errors + found.sync_errors
     wal_status, active, slot_problem = _slot(publisher_dsn, slot)
     problems = [
         *([] if enabled else ["subscription disabled"]),
@@ -105,7 +94,7 @@ def replication_status(
         enabled=enabled,
         worker_running=worker,
         table_state=table_state,
-        last_message_at=last_message_at,
+        last_message_at=found.last_message_at,
         errors=errors,
         slot_name=slot,
         slot_wal_status=wal_status,
@@ -228,17 +217,12 @@ def _drop_slot(conninfo: str, slot: str) -> bool:
 
 def _wait_until_ready(cursor: Any, name: str, deadline: float) -> int:
     while True:
-        cursor.execute(
-            "SELECT r.srsubstate FROM pg_subscription_rel r JOIN pg_subscription s ON s.oid = r.srsubid "
-            "WHERE s.subname = %s AND r.srrelid = to_regclass(%s)",
-            [name, REPLICA_TABLE],
-        )
-        row = cursor.fetchone()
-        if row and row[0] == READY:
+        found = subscription_read(cursor, table=REPLICA_TABLE, name=name)
+        state = found.table_state if found else None
+        if state == READY:
             cursor.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.SQL(REPLICA_TABLE)))
             return cursor.fetchone()[0]
         if time.monotonic() > deadline:
-            state = row[0] if row else None
             raise ResubscribeError(f"subscription {name} not in sync in time (state {state})")
         time.sleep(0.2)
 
