@@ -26,9 +26,8 @@ from django.db import connection
 
 from cqrs_common.events import EventEnvelope, InvalidEvent, from_dict
 from read_service.projections.dead_letters import DeadLetterEntry, dead_letter_unreadable
+from read_service.projections.event_log import REPLICA_TABLE
 from read_service.projections.subscription import subscription_read
-
-REPLICA_TABLE = "events"
 
 
 def _wire(row: str) -> str:
