@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import itertools
 import os
+import subprocess
+import sys
 import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -23,6 +26,7 @@ from django.core.management import call_command
 from cqrs_common.events import EventEnvelope
 from cqrs_common.messaging import DEAD_LETTER_QUEUE, PROJECTOR_QUEUE, Consumer, Delivery, Publisher
 from read_service.projections.projector import Projector
+from tests.support.processes import free_port
 from tests.support.replication import replica_reset
 
 _positions = itertools.count(1)
@@ -268,3 +272,29 @@ def eventually(check: Callable[[], Any], timeout: float = 10.0, interval: float 
             assert result, f"condition not met within {timeout}s: {result!r}"
             return result
         time.sleep(interval)
+
+
+def projector_command(
+    broker_url: str, *, log_level: str = "INFO", capture: bool = False
+) -> tuple[subprocess.Popen, int]:
+    """`python -m read_service projector` as supervisor runs it, on this tier's broker and database, and the
+    port of its /metrics; its output piped when `capture`, else discarded. The caller stops it."""
+    port = free_port()
+    env = {**os.environ, "RABBITMQ_URL": broker_url, "SERVICE_NAME": "projector", "LOG_LEVEL": log_level}
+    output = subprocess.PIPE if capture else subprocess.DEVNULL
+    process = subprocess.Popen(
+        [sys.executable, "-m", "read_service", "projector", "--metrics-port", str(port)],
+        env=env,
+        stdout=output,
+        stderr=subprocess.STDOUT if capture else subprocess.DEVNULL,
+    )
+    return process, port
+
+
+def scrape_metrics(port: int) -> str:
+    """The /metrics page on `port`, or "" while nothing answers there."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
+            return response.read().decode()
+    except OSError:
+        return ""

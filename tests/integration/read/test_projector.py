@@ -3,12 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import socket
-import subprocess
-import sys
-import urllib.request
 from decimal import Decimal
 
 import pytest
@@ -19,7 +14,13 @@ from cqrs_common.events import to_wire
 from cqrs_common.messaging import DEAD_LETTER_QUEUE, PROJECTOR_QUEUE, Consumer
 from read_service.projections import handlers
 from read_service.projections.models import AccountView, AppliedEvent, DeadLetter
-from tests.integration.read.conftest import AccountHistory, eventually, transfer
+from tests.integration.read.conftest import (
+    AccountHistory,
+    eventually,
+    projector_command,
+    scrape_metrics,
+    transfer,
+)
 
 
 def _balance(history: AccountHistory) -> Decimal | None:
@@ -193,29 +194,16 @@ def test_a_backlog_is_taken_in_batches(broker, publish, start_projector) -> None
     assert all(_balance(a) == Decimal("24.00") for a in accounts)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_command_serves_metrics_and_stops_cleanly_on_sigterm(
     broker, broker_url, publish, empty_replica
 ) -> None:
-    port = _free_port()
-    env = {**os.environ, "RABBITMQ_URL": broker_url, "SERVICE_NAME": "projector", "LOG_LEVEL": "DEBUG"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "read_service", "projector", "--metrics-port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+    process, port = projector_command(broker_url, log_level="DEBUG", capture=True)
     try:
         alice = AccountHistory()
         publish(alice.opened(), alice.deposited("3.00"))
         eventually(lambda: _version(alice) == 2, timeout=30)
-        exposition = eventually(lambda: _scrape(port), timeout=10)
+        exposition = eventually(lambda: scrape_metrics(port), timeout=10)
         for name in (
             'cqrs_events_applied_total{path="broker",type="MoneyDeposited"} 1.0',
             "cqrs_consume_lag_seconds_count 2.0",
@@ -238,14 +226,6 @@ def test_command_serves_metrics_and_stops_cleanly_on_sigterm(
     assert [line["correlation_id"] for line in applied] == ["test-correlation"] * 2
     assert all(line["service"] == "projector" for line in lines)
     assert _queues_settle(broker, dead_letters=0)
-
-
-def _scrape(port: int) -> str | None:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
-            return response.read().decode()
-    except OSError:
-        return None
 
 
 def test_dlq_replay_resends_an_event_whose_record_is_its_only_copy(

@@ -10,13 +10,8 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import signal
-import socket
-import subprocess
-import sys
 import threading
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -32,7 +27,7 @@ from cqrs_common.events import to_wire
 from cqrs_common.messaging import DEAD_LETTER_QUEUE, PROJECTOR_QUEUE, Consumer
 from read_service.projections.models import AccountView, DeadLetter
 from read_service.projections.projector import Projector
-from tests.integration.read.conftest import AccountHistory, eventually
+from tests.integration.read.conftest import AccountHistory, eventually, projector_command, scrape_metrics
 
 NEXT, AHEAD = 2, 3  # the poison's version: the account's next one, or one past it (parked if valid)
 
@@ -270,34 +265,13 @@ def test_dlq_replay_marks_the_record_of_a_message_whose_id_holds_nul(
     eventually(lambda: broker.message_count(DEAD_LETTER_QUEUE) == 1 and DeadLetter.objects.count() == 2)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _scrape(port: int) -> str:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
-            return response.read().decode()
-    except OSError:
-        return ""
-
-
 @pytest.mark.slow
 def test_the_projector_process_outlives_every_known_crasher(
     broker, broker_url, publish, hostile_publisher, empty_replica
 ) -> None:
     """The command as supervisor runs it: on main, each of these made the process exit (and come back to the
     same message after a restart)."""
-    port = _free_port()
-    env = {**os.environ, "RABBITMQ_URL": broker_url, "SERVICE_NAME": "projector"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "read_service", "projector", "--metrics-port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    process, port = projector_command(broker_url)
     try:
         alice = AccountHistory()
         publish(alice.opened())
@@ -312,7 +286,7 @@ def test_the_projector_process_outlives_every_known_crasher(
         eventually(lambda: process.poll() is not None or _version(alice) == 2, timeout=30)
         assert process.poll() is None, f"the projector exited with {process.returncode}"
         eventually(lambda: broker.message_count(DEAD_LETTER_QUEUE) == len(POISONS), timeout=30)
-        exposition = eventually(lambda: _scrape(port), timeout=10)
+        exposition = eventually(lambda: scrape_metrics(port), timeout=10)
         dead_lettered = sum(
             sample.value
             for family in text_string_to_metric_families(exposition)
