@@ -6,6 +6,7 @@ test-database creation) and, for the projector tests, the vhost in RABBITMQ_URL.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import subprocess
@@ -274,11 +275,13 @@ def eventually(check: Callable[[], Any], timeout: float = 10.0, interval: float 
         time.sleep(interval)
 
 
+@contextlib.contextmanager
 def projector_command(
     broker_url: str, *, log_level: str = "INFO", capture: bool = False
-) -> tuple[subprocess.Popen, int]:
+) -> Iterator[tuple[subprocess.Popen, int]]:
     """`python -m read_service projector` as supervisor runs it, on this tier's broker and database, and the
-    port of its /metrics; its output piped when `capture`, else discarded. The caller stops it."""
+    port of its /metrics; its output piped when `capture`, else discarded. Killed on leaving if it still runs
+    (a test that stops it itself checks how it stopped)."""
     port = free_port()
     env = {**os.environ, "RABBITMQ_URL": broker_url, "SERVICE_NAME": "projector", "LOG_LEVEL": log_level}
     output = subprocess.PIPE if capture else subprocess.DEVNULL
@@ -288,7 +291,12 @@ def projector_command(
         stdout=output,
         stderr=subprocess.STDOUT if capture else subprocess.DEVNULL,
     )
-    return process, port
+    try:
+        yield process, port
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
 
 
 def scrape_metrics(port: int) -> str:

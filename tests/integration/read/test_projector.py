@@ -198,8 +198,7 @@ def test_a_backlog_is_taken_in_batches(broker, publish, start_projector) -> None
 def test_command_serves_metrics_and_stops_cleanly_on_sigterm(
     broker, broker_url, publish, empty_replica
 ) -> None:
-    process, port = projector_command(broker_url, log_level="DEBUG", capture=True)
-    try:
+    with projector_command(broker_url, log_level="DEBUG", capture=True) as (process, port):
         alice = AccountHistory()
         publish(alice.opened(), alice.deposited("3.00"))
         eventually(lambda: _version(alice) == 2, timeout=30)
@@ -215,10 +214,6 @@ def test_command_serves_metrics_and_stops_cleanly_on_sigterm(
 
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=15) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
     lines = [json.loads(line) for line in process.stdout.read().decode().splitlines() if line.startswith("{")]
     events = [line["event"] for line in lines]
     assert "projector_started" in events and events[-1] == "projector_stopped"

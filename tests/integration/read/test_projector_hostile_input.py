@@ -271,8 +271,7 @@ def test_the_projector_process_outlives_every_known_crasher(
 ) -> None:
     """The command as supervisor runs it: on main, each of these made the process exit (and come back to the
     same message after a restart)."""
-    process, port = projector_command(broker_url)
-    try:
+    with projector_command(broker_url) as (process, port):
         alice = AccountHistory()
         publish(alice.opened())
         eventually(lambda: _version(alice) == 1, timeout=30)
@@ -296,7 +295,3 @@ def test_the_projector_process_outlives_every_known_crasher(
         assert dead_lettered == len(POISONS)
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=15) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
