@@ -15,7 +15,6 @@ import os
 import subprocess
 from collections.abc import Iterator
 from decimal import Decimal
-from typing import Any
 from uuid import UUID
 
 import psycopg2
@@ -23,6 +22,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.support.api_client import ApiClient
 from tests.support.processes import REPO
 
 TOKEN = "dev-token"
@@ -43,8 +43,10 @@ PORTS = {
 PROJECT = os.environ.get("COMPOSE_PROJECT_NAME", "cqrs-lab-test")
 
 
-class ComposeSystem:
+class ComposeSystem(ApiClient):
     """The running Compose project: its URLs, Compose commands on it, and the write side's truth."""
+
+    token = TOKEN
 
     def __init__(self) -> None:
         self.env = {**os.environ, "COMPOSE_PROJECT_NAME": PROJECT, **{k: str(v) for k, v in PORTS.items()}}
@@ -85,35 +87,6 @@ class ComposeSystem:
             check=True,
         )
         return result.stdout.strip()
-
-    # ------------------------------------------------------------------------------------------- the API
-
-    def command(
-        self, http: requests.Session, path: str, body: dict[str, Any], **headers: str
-    ) -> requests.Response:
-        return http.post(
-            f"{self.write_api}{path}",
-            json=body,
-            headers={"Authorization": f"Bearer {TOKEN}", **headers},
-            timeout=30,
-        )
-
-    def open_account(self, http: requests.Session, owner: str, deposit: str | None = None) -> UUID:
-        response = self.command(http, "/api/accounts", {"owner": owner, "currency": "EUR"})
-        assert response.status_code == 201, response.text
-        account_id = UUID(response.json()["account_id"])
-        if deposit is not None:
-            deposited = self.command(http, f"/api/accounts/{account_id}/deposit", {"amount": deposit})
-            assert deposited.status_code == 200, deposited.text
-        return account_id
-
-    def read_account(self, http: requests.Session, account_id: UUID, **params: Any) -> requests.Response:
-        return http.get(f"{self.read_api}/api/accounts/{account_id}", params=params, timeout=40)
-
-    def projection(self, http: requests.Session) -> dict[str, Any]:
-        response = http.get(f"{self.read_api}/api/projection", timeout=10)
-        assert response.status_code == 200, response.text
-        return response.json()
 
     def applied(self, path: str) -> float:
         """cqrs_events_applied_total summed over event types, for one path (broker or replication)."""

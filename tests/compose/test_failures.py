@@ -8,7 +8,6 @@ import os
 import signal
 import time
 from decimal import Decimal
-from uuid import UUID
 
 import requests
 
@@ -83,16 +82,5 @@ def test_a_crashed_projector_is_brought_back_by_the_restart_policy_with_nothing_
         what="the projector restarted and healthy",
     )
     system.assert_read_side_exact(http)
-    versions = [row["version"] for row in statement(system, http, account)]
+    versions = [row["version"] for row in system.statement(http, account)]
     assert versions == list(range(2, 13)), "every deposit exactly once"
-
-
-def statement(system: ComposeSystem, http: requests.Session, account: UUID) -> list[dict]:
-    rows: list[dict] = []
-    url: str | None = f"{system.read_api}/api/accounts/{account}/transactions"
-    while url:
-        page = http.get(url, timeout=10)
-        assert page.status_code == 200, page.text
-        rows += page.json()["results"]
-        url = page.json()["next"]
-    return rows

@@ -18,7 +18,6 @@ import subprocess
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
 from uuid import UUID
 
 import psycopg2
@@ -27,6 +26,7 @@ import requests
 
 from cqrs_common.messaging import DEAD_LETTER_QUEUE, PROJECTOR_QUEUE, Consumer
 from tests.support import system_processes
+from tests.support.api_client import ApiClient
 from tests.support.private_rabbitmq import PrivateRabbitMQ
 from tests.support.processes import (
     DEVELOPMENT_SECRETS_ALLOWED,
@@ -52,12 +52,13 @@ def setting(name: str) -> str:
 
 
 @dataclass
-class System(system_processes.RunningSystem):
+class System(system_processes.RunningSystem, ApiClient):
     """The four processes of one running system (`processes`, by role), their addresses (`write_api`,
     `read_api`), and helpers to drive and inspect it."""
 
     write_database_url: str
     read_database_url: str
+    token = TOKEN  # the API client's bearer token (not a field)
     write_broker_url: str
     read_broker_url: str
     relay_count: int = 0
@@ -132,35 +133,6 @@ class System(system_processes.RunningSystem):
         text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
         value = system_processes.metrics_sample(text, name, labels)
         return 0.0 if value is None else value
-
-    # ------------------------------------------------------------------------------------------- the API
-
-    def command(self, session: requests.Session, path: str, body: dict[str, Any]) -> requests.Response:
-        return session.post(
-            f"{self.write_api}{path}", json=body, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30
-        )
-
-    def open_account(self, session: requests.Session, owner: str = "e2e", deposit: str | None = None) -> UUID:
-        response = self.command(session, "/api/accounts", {"owner": owner, "currency": "EUR"})
-        assert response.status_code == 201, response.text
-        account_id = UUID(response.json()["account_id"])
-        if deposit is not None:
-            deposited = self.command(session, f"/api/accounts/{account_id}/deposit", {"amount": deposit})
-            assert deposited.status_code == 200, deposited.text
-        return account_id
-
-    def read_account(self, session: requests.Session, account_id: UUID, **params: Any) -> requests.Response:
-        return session.get(f"{self.read_api}/api/accounts/{account_id}", params=params, timeout=40)
-
-    def statement(self, session: requests.Session, account_id: UUID) -> list[dict[str, Any]]:
-        rows: list[dict[str, Any]] = []
-        url: str | None = f"{self.read_api}/api/accounts/{account_id}/transactions"
-        while url:
-            page = session.get(url, timeout=10)
-            assert page.status_code == 200, page.text
-            rows += page.json()["results"]
-            url = page.json()["next"]
-        return rows
 
     # -------------------------------------------------------------------------------------- underneath
 
