@@ -44,6 +44,9 @@ worker_class = "gthread" if threads > 1 else "sync"
 timeout = _config.gunicorn_timeout()
 graceful_timeout = 10
 keepalive = 5
+# gunicorn's largest request line (its default is 4094 bytes): the read API's filters and pagination go in the
+# query string, and a longer line is refused with 414 in HTML before Django, which can answer problem+json.
+limit_request_line = 8190
 max_requests = 0
 # Every gunicorn on a machine would share one default control socket path ($HOME/.gunicorn/gunicorn.ctl):
 # write-service, read-service and test instances would take it from each other. Nothing here uses gunicornc.
