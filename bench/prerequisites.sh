@@ -8,6 +8,5 @@ log() { printf 'bench prerequisites: %s\n' "$*" >&2; }
 if ! command -v wrk >/dev/null 2>&1; then
   [ "$(id -u)" = 0 ] || { log "wrk is missing: apt-get install wrk (as root)"; exit 1; }
   log "wrk is missing: installing Debian's wrk package"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk >/dev/null \
-    || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk >/dev/null; }
+  bash "$(dirname "$0")/../deploy/local/apt-install.sh" wrk
 fi

@@ -44,8 +44,7 @@ build_base() {
   "$DOCKER" image inspect "$BASE" >/dev/null 2>&1 && return 0
   command -v debootstrap >/dev/null 2>&1 || {
     [ "$(id -u)" = 0 ] || { log "debootstrap is missing (apt-get install debootstrap, as root)"; exit 1; }
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q debootstrap >/dev/null \
-      || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q debootstrap >/dev/null; }
+    bash "$here/../local/apt-install.sh" debootstrap
   }
   local mirror rootfs
   mirror="$(debian_mirror)"

@@ -13,12 +13,11 @@ cd "$(dirname "$0")/../.."
 # shellcheck source=deploy/local/docker-env.sh
 . deploy/local/docker-env.sh
 
-apt_install() {  # packages...; `apt-get update` once, only when the lists do not know a package.
+apt_install() {  # packages...
   [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
     || { log "missing $*: install Docker (engine and Compose) or run this as root on Debian"; exit 1; }
   log "installing $*"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >/dev/null \
-    || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >/dev/null; }
+  bash deploy/local/apt-install.sh "$@"
 }
 
 engine_answers() { "$DOCKER" version --format '{{.Server.Version}}' >/dev/null 2>&1; }

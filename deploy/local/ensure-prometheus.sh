@@ -24,6 +24,5 @@ if [ ! -e "$policy" ]; then
   printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod +x "$policy" && created_policy=true
 fi
 trap '[ "$created_policy" = true ] && rm -f "$policy"' EXIT
-install() { DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus >/dev/null; }
-install || { apt-get update -q >/dev/null && install; }
+bash "$(dirname "$0")/apt-install.sh" --no-install-recommends prometheus
 log "installed $(prometheus --version 2>&1 | head -n1)"

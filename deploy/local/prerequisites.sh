@@ -10,8 +10,7 @@ log() { printf 'prerequisites: %s\n' "$*" >&2; }
 if ! command -v docker-compose >/dev/null 2>&1; then
   [ "$(id -u)" = 0 ] || { log "docker-compose is missing: apt-get install docker-compose (as root)"; exit 1; }
   log "installing docker-compose"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q docker-compose >/dev/null \
-    || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q docker-compose >/dev/null; }
+  bash "$(dirname "$0")/apt-install.sh" docker-compose
 fi
 
 # Debian's own kubectl (package kubernetes-client) is 1.20 with a kustomize too old for components, so a

@@ -9,6 +9,5 @@ log() { printf 'chaos prerequisites: %s\n' "$*" >&2; }
 if ! command -v nft >/dev/null 2>&1; then
   [ "$(id -u)" = 0 ] || { log "nft is missing: apt-get install nftables (as root)"; exit 1; }
   log "nft is missing: installing Debian's nftables package"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q nftables >/dev/null \
-    || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q nftables >/dev/null; }
+  bash "$(dirname "$0")/../../deploy/local/apt-install.sh" nftables
 fi
