@@ -30,7 +30,6 @@ SERVICES = REPO / "services"
 CONFIG_MODULE = SERVICES / "cqrs_common" / "config.py"
 K8S = REPO / "deploy" / "k8s"
 OVERLAYS = sorted(p.parent for p in (K8S / "overlays").glob("*/kustomization.yaml"))
-KUSTOMIZE_FLAGS = ["--load-restrictor", "LoadRestrictionsNone"]
 
 # The app processes, and which code's settings each one reads (see `settings_env_vars`).
 APP_PROCESSES = ("write-service", "read-service", "relay", "projector")
@@ -270,7 +269,8 @@ def compose() -> dict[str, Any]:
 @functools.cache
 def kustomize_build(directory: Path) -> tuple[dict[str, Any], ...]:
     tool = require_tool("kubectl")
-    result = run([tool, "kustomize", *KUSTOMIZE_FLAGS, str(directory.relative_to(REPO))])
+    # The plain command, as the README and the Tiltfile run it: no --load-restrictor.
+    result = run([tool, "kustomize", str(directory.relative_to(REPO))])
     assert result.returncode == 0, result.stderr
     return tuple(doc for doc in yaml.safe_load_all(result.stdout) if doc)
 

@@ -64,6 +64,43 @@ def test_every_build_validates_strictly(directory: Path, version: str) -> None:
             pytest.fail(f"{obj['kind']}/{obj['metadata']['name']}: {exc.message} at {list(exc.path)}")
 
 
+def kustomization_roots() -> list[Path]:
+    """Every folder of the repository with a Kustomization (not a Component, which builds only in one)."""
+    roots = []
+    for path in REPO.rglob("kustomization.yaml"):
+        if ".venv" in path.parts or ".git" in path.parts:
+            continue
+        if yaml.safe_load(path.read_text())["kind"] == "Kustomization":
+            roots.append(path.parent)
+    return sorted(roots)
+
+
+def documented_kustomize_paths() -> set[str]:
+    """The folders the README, docs/, the Tiltfile and the manifests tell people to build or apply."""
+    sources = [REPO / "README.md", REPO / "Tiltfile", *(REPO / "docs").rglob("*.md"), *K8S.rglob("*.yaml")]
+    command = re.compile(r"kubectl\s+(?:kustomize|apply\s+-k|delete\s+-k|diff\s+-k)\s+((?:-\S+\s+)*)(\S+)")
+    found = set()
+    for source in sources:
+        for flags, path in command.findall(source.read_text()):
+            assert not flags.strip(), f"{source.name}: `{flags.strip()}` is not needed"
+            found.add(path.rstrip(".,;:`)"))
+    return found
+
+
+@pytest.mark.parametrize("directory", kustomization_roots(), ids=lambda p: str(p.relative_to(REPO)))
+def test_every_kustomization_builds_with_the_plain_command(directory: Path) -> None:
+    """`kubectl kustomize DIR` with no --load-restrictor: what `kubectl apply -k DIR` builds as well."""
+    assert kustomize_build(directory)
+
+
+def test_every_documented_kubectl_command_builds() -> None:
+    paths = documented_kustomize_paths()
+    assert "deploy/k8s/overlays/kind" in paths and "deploy/k8s/overlays/kind-eventstore" in paths
+    for path in paths:
+        assert (REPO / path / "kustomization.yaml").exists(), path
+        assert kustomize_build(REPO / path), path
+
+
 def test_the_overlays_are_the_kind_one_and_its_event_store_variant() -> None:
     assert {p.name for p in OVERLAYS} == {"kind", "kind-eventstore"}
     kind = {(o["kind"], o["metadata"]["name"]) for o in kustomize_build(K8S / "overlays" / "kind")}
@@ -362,7 +399,7 @@ def test_prometheus_finds_every_process_by_its_annotations(base_objects: Objects
 def test_monitoring_configmaps_carry_every_file(
     base_objects: Objects, prefix: str, folder: str, pattern: str
 ) -> None:
-    """kustomize cannot glob: a file added to observability/ must be listed in the base's kustomization."""
+    """kustomize cannot glob: a file added to observability/ is listed in observability/kustomization.yaml."""
     configmap = generated(base_objects, "ConfigMap", prefix)
     files = {p.name: p.read_text() for p in (REPO / folder).glob(pattern)}
     assert files, folder

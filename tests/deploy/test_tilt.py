@@ -13,7 +13,6 @@ import yaml
 from packaging_support import (
     APP_PROCESSES,
     K8S,
-    KUSTOMIZE_FLAGS,
     REPO,
     TiltCalls,
     evaluate_tiltfile,
@@ -48,10 +47,10 @@ def kind_host_ports() -> set[int]:
     return {m["hostPort"] for node in cluster["nodes"] for m in node.get("extraPortMappings", [])}
 
 
-def test_it_deploys_the_kind_overlay_with_the_flags_the_tests_build_with(tilt: TiltCalls) -> None:
+def test_it_deploys_the_kind_overlay_with_the_plain_command_the_tests_build(tilt: TiltCalls) -> None:
     (kustomize,) = tilt.kustomize
     assert kustomize["path"] == "deploy/k8s/overlays/kind"
-    assert kustomize["flags"] == ["=".join(KUSTOMIZE_FLAGS)]
+    assert kustomize["flags"] == []
     assert tilt.k8s_yaml == [f"<kustomize {kustomize['path']}>"]
 
 
