@@ -170,29 +170,6 @@ def test_everything_lives_in_one_namespace(directory: Path) -> None:
             assert obj["metadata"].get("namespace") == NAMESPACE, (obj["kind"], obj["metadata"]["name"])
 
 
-def test_prometheus_scrapes_what_the_cluster_runs(base_objects: Objects) -> None:
-    """observability/prometheus/prometheus.k8s.yml: its namespaces, Services and ports exist here."""
-    config = yaml.safe_load((REPO / "observability" / "prometheus" / "prometheus.k8s.yml").read_text())
-    jobs = config["scrape_configs"]
-    namespaces = {
-        n for job in jobs for sd in job.get("kubernetes_sd_configs", []) for n in sd["namespaces"]["names"]
-    }
-    assert namespaces <= {NAMESPACE}
-    scraped = set()
-    for job in jobs:
-        for static in job.get("static_configs", []):
-            for target in static["targets"]:
-                host, port = target.rsplit(":", 1)
-                if host == "localhost":
-                    continue
-                name, *domain = host.split(".")
-                assert domain in ([], [NAMESPACE, "svc"], [NAMESPACE, "svc", "cluster", "local"]), target
-                ports = [p["port"] for p in find(base_objects, "Service", name)["spec"]["ports"]]
-                assert int(port) in ports, target
-                scraped.add(name)
-    assert namespaces or scraped >= {*APP_PROCESSES, "rabbitmq"}
-
-
 def test_the_system_has_every_process_and_server(base_objects: Objects) -> None:
     kinds = {name: obj["kind"] for name, obj in workloads(base_objects).items()}
     assert kinds == {
@@ -371,20 +348,6 @@ def test_read_service_scales_out_behind_a_disruption_budget(base_objects: Object
     assert hpa["spec"]["minReplicas"] >= 2 > pdb["spec"]["minAvailable"]
     assert "replicas" not in deployment["spec"], "the HPA owns the replica count"
     assert pdb["spec"]["selector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
-
-
-def test_prometheus_finds_every_process_by_its_annotations(base_objects: Objects) -> None:
-    """prometheus.k8s.yml keeps annotated pods and names the job after app.kubernetes.io/name."""
-    for name in (*APP_PROCESSES, "rabbitmq"):
-        obj = find(base_objects, "StatefulSet" if name == "rabbitmq" else "Deployment", name)
-        template = obj["spec"]["template"]["metadata"]
-        annotations = template["annotations"]
-        ports = [p["containerPort"] for p in main_container(obj)["ports"]]
-        assert annotations["prometheus.io/scrape"] == "true"
-        assert int(annotations["prometheus.io/port"]) in ports
-        assert template["labels"]["app.kubernetes.io/name"] == name
-    rules = find(base_objects, "Role", "prometheus-discovery")["rules"]
-    assert {"list", "watch"} <= set(rules[0]["verbs"]) and rules[0]["resources"] == ["pods"]
 
 
 @pytest.mark.parametrize(

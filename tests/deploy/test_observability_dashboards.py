@@ -158,3 +158,18 @@ def test_every_expression_parses(empty_prometheus):
             if answer.json().get("status") != "success":
                 failures.append((expression.source, expression.promql, answer.json().get("error")))
     assert not failures
+
+
+@pytest.mark.parametrize("name", sorted(dashboards()))
+def test_every_process_series_can_be_narrowed_to_one_pod(name):
+    """In Kubernetes each pod is a target (label `pod`): the `pod` variable narrows every panel that reads a
+    process's own series (RabbitMQ's, node-wide, are left out)."""
+    board = dashboards()[name]
+    assert "pod" in {v["name"] for v in board["templating"]["list"]}
+    for panel in panels(board):
+        for target in panel.get("targets", []):
+            if re.search(r"\b(cqrs_|django_|up\b)", target["expr"]):
+                for selector in re.findall(
+                    r"\b(?:cqrs_|django_)\w+(\{[^}]*\})?|\bup\b(\{[^}]*\})?", target["expr"]
+                ):
+                    assert 'pod=~"$pod"' in "".join(selector), (name, panel["title"], target["expr"])

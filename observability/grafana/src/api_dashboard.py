@@ -8,6 +8,7 @@ from dashboard_panels import (
     RATE,
     dashboard,
     link_to,
+    pod_variable,
     query_variable,
     row,
     stat,
@@ -17,17 +18,20 @@ from dashboard_panels import (
     timeseries,
 )
 
-SELECTED = 'job=~"$job", view=~"$view"'
+SELECTED = 'job=~"$job", pod=~"$pod", view=~"$view"'
 REQUESTS = "django_http_requests_total_by_view_transport_method_total"
 RESPONSES = "django_http_responses_total_by_status_view_method_total"
 LATENCY = "django_http_requests_latency_seconds_by_view_method_bucket"
+_RESPONSES_BY_STATUS = "django_http_responses_total_by_status_total"
 ERROR_RATIO = (
-    f'sum by (job) (rate(django_http_responses_total_by_status_total{{job=~"$job", status=~"5.."}}{RATE}))'
-    f' / sum by (job) (rate(django_http_responses_total_by_status_total{{job=~"$job"}}{RATE}))'
+    f'sum by (job) (rate({_RESPONSES_BY_STATUS}{{job=~"$job", pod=~"$pod", status=~"5.."}}{RATE}))'
+    f' / sum by (job) (rate({_RESPONSES_BY_STATUS}{{job=~"$job", pod=~"$pod"}}{RATE}))'
 )
 
 # 0 instead of "no data" while a service has never answered a 5xx (the 5xx series do not exist yet).
-ERROR_RATIO_OR_ZERO = f'({ERROR_RATIO}) or sum by (job) (0 * rate({REQUESTS}{{job=~"$job"}}{RATE}))'
+ERROR_RATIO_OR_ZERO = (
+    f'({ERROR_RATIO}) or sum by (job) (0 * rate({REQUESTS}{{job=~"$job", pod=~"$pod"}}{RATE}))'
+)
 
 
 def _summary() -> list[dict[str, Any]]:
@@ -37,7 +41,7 @@ def _summary() -> list[dict[str, Any]]:
             "Up",
             "Whether Prometheus reaches each selected service's /metrics. A 0 is a service down or hung "
             "(alert ServiceDown).",
-            'min by (job) (up{job=~"$job"})',
+            'min by (job) (up{job=~"$job", pod=~"$pod"})',
             "none",
             steps(),
             [
@@ -53,7 +57,7 @@ def _summary() -> list[dict[str, Any]]:
             "Requests per second",
             "All requests per service, health checks and scrapes included. Compare with the commands/s "
             "on the pipeline dashboard.",
-            f'sum by (job) (rate({REQUESTS}{{job=~"$job"}}{RATE}))',
+            f'sum by (job) (rate({REQUESTS}{{job=~"$job", pod=~"$pod"}}{RATE}))',
             "reqps",
             steps(),
             width=6,
@@ -73,7 +77,7 @@ def _summary() -> list[dict[str, Any]]:
             "p99 latency",
             "99th percentile of view time over all endpoints. Read-your-writes waits (min_version) are "
             "included and can be long by design; look at the per-endpoint panels before worrying.",
-            f'histogram_quantile(0.99, sum by (job, le) (rate({LATENCY}{{job=~"$job"}}{RATE})))',
+            f'histogram_quantile(0.99, sum by (job, le) (rate({LATENCY}{{job=~"$job", pod=~"$pod"}}{RATE})))',
             "s",
             steps((1, "orange")),
             width=6,
@@ -165,7 +169,12 @@ def _database() -> list[dict[str, Any]]:
             "Queries per second",
             "SQL statements executed per service. Per request this should stay flat; a rise per request "
             "is an N+1 query.",
-            [target(f'sum by (job) (rate(django_db_execute_total{{job=~"$job"}}{RATE}))', "{{job}}")],
+            [
+                target(
+                    f'sum by (job) (rate(django_db_execute_total{{job=~"$job", pod=~"$pod"}}{RATE}))',
+                    "{{job}}",
+                )
+            ],
             "ops",
             width=8,
         ),
@@ -176,7 +185,7 @@ def _database() -> list[dict[str, Any]]:
             [
                 target(
                     "histogram_quantile(0.99, sum by (job, le) "
-                    f'(rate(django_db_query_duration_seconds_bucket{{job=~"$job"}}{RATE})))',
+                    f'(rate(django_db_query_duration_seconds_bucket{{job=~"$job", pod=~"$pod"}}{RATE})))',
                     "{{job}}",
                 )
             ],
@@ -189,11 +198,11 @@ def _database() -> list[dict[str, Any]]:
             "rate means connections are dropped. Errors are failed statements.",
             [
                 target(
-                    f'sum by (job) (rate(django_db_new_connections_total{{job=~"$job"}}{RATE}))',
+                    f'sum by (job) (rate(django_db_new_connections_total{{job=~"$job", pod=~"$pod"}}{RATE}))',
                     "new {{job}}",
                 ),
                 target(
-                    f'sum by (job) (rate(django_db_errors_total{{job=~"$job"}}{RATE}))',
+                    f'sum by (job) (rate(django_db_errors_total{{job=~"$job", pod=~"$pod"}}{RATE}))',
                     "errors {{job}}",
                     ref="B",
                 ),
@@ -211,7 +220,9 @@ def api() -> dict[str, Any]:
         "RED (rate, errors, duration) of write-service and read-service per endpoint (django-prometheus).",
         [
             query_variable("job", "Service", f"label_values({REQUESTS}, job)"),
-            query_variable("view", "Endpoint", f'label_values({REQUESTS}{{job=~"$job"}}, view)'),
+            # Before `view`, whose values it narrows.
+            pod_variable('label_values(up{job=~"$job"}, pod)'),
+            query_variable("view", "Endpoint", f'label_values({REQUESTS}{{job=~"$job", pod=~"$pod"}}, view)'),
         ],
         [*_summary(), *_red(), *_database()],
         [link_to("cqrs-pipeline", "CQRS pipeline")],

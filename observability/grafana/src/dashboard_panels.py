@@ -13,6 +13,9 @@ SCHEMA_VERSION = 39
 MIB = 1024 * 1024
 # The range every rate() uses: Grafana widens it to at least four scrape intervals.
 RATE = "[$__rate_interval]"
+# The selected pods (the `pod` variable). In Kubernetes each pod is a target with a `pod` label; natively and
+# in Compose series have none, which `.*` (All) matches as well.
+POD = 'pod=~"$pod"'
 
 # Alert name -> (the literal after `>` in its expression, the number a panel draws as its red line).
 ALERT_THRESHOLDS: dict[str, tuple[str, float]] = {
@@ -51,12 +54,15 @@ def target(expr: str, legend: str = "__auto", ref: str = "A", instant: bool = Fa
     }
 
 
-def quantiles(metric: str, by: str = "", qs: tuple[float, ...] = (0.5, 0.9, 0.99)) -> list[dict[str, Any]]:
+def quantiles(
+    metric: str, by: str = "", qs: tuple[float, ...] = (0.5, 0.9, 0.99), selector: str = ""
+) -> list[dict[str, Any]]:
     group = f"{by}, le" if by else "le"
     prefix = f"{{{{{by}}}}} " if by else ""
+    matchers = f"{{{selector}}}" if selector else ""
     return [
         target(
-            f"histogram_quantile({q}, sum by ({group}) (rate({metric}_bucket[$__rate_interval])))",
+            f"histogram_quantile({q}, sum by ({group}) (rate({metric}_bucket{matchers}[$__rate_interval])))",
             f"{prefix}p{round(q * 100)}",
             ref=chr(ord("A") + i),
         )
@@ -182,6 +188,13 @@ def query_variable(name: str, label: str, query: str, all_value: str = ".*") -> 
         "sort": 1,
         "hide": 0,
     }
+
+
+def pod_variable(query: str) -> dict[str, Any]:
+    """The `pod` variable: one replica's series in Kubernetes (each pod is a target); empty elsewhere."""
+    variable = query_variable("pod", "Pod", query)
+    variable["description"] = "Kubernetes pods (one target each); natively and in Compose there are none."
+    return variable
 
 
 def layout(panels: list[dict[str, Any]]) -> list[dict[str, Any]]:

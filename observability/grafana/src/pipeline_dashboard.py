@@ -6,9 +6,11 @@ from typing import Any
 
 from dashboard_panels import (
     MIB,
+    POD,
     RATE,
     dashboard,
     link_to,
+    pod_variable,
     quantiles,
     query_variable,
     row,
@@ -20,7 +22,7 @@ from dashboard_panels import (
     value_text,
 )
 
-_DEAD_LETTERED = "cqrs_events_dead_lettered_total"
+_DEAD_LETTERED = f"cqrs_events_dead_lettered_total{{{POD}}}"
 # Dead letters per window. A reason's series is born at its first dead letter with 1 as its first sample,
 # which increase() cannot see, so a series younger than the window counts with its value (as the
 # EventsDeadLettered alert does), and every other window shows 0.
@@ -39,7 +41,7 @@ def _summary() -> list[dict[str, Any]]:
             "Projection path",
             "Which path feeds the read DB. `broker` is normal; `replication` means RabbitMQ is unreachable "
             "for the projector and it follows the replicated events table (alert ProjectionOnFallbackPath).",
-            'max(cqrs_projection_mode{path="replication"})',
+            f'max(cqrs_projection_mode{{path="replication", {POD}}})',
             "none",
             steps((threshold("ProjectionOnFallbackPath"), "orange")),
             value_text({"0": ("broker", "green"), "1": ("replication (fallback)", "orange")}),
@@ -48,7 +50,7 @@ def _summary() -> list[dict[str, Any]]:
             "Outbox backlog",
             "Events committed but not yet confirmed by RabbitMQ. A few during bursts is normal; above "
             f"{threshold('OutboxBacklogGrowing'):.0f} and rising fires OutboxBacklogGrowing.",
-            "sum(cqrs_outbox_backlog)",
+            f"sum(cqrs_outbox_backlog{{{POD}}})",
             "short",
             steps((threshold("OutboxBacklogGrowing"), "orange")),
         ),
@@ -56,7 +58,7 @@ def _summary() -> list[dict[str, Any]]:
             "Oldest unpublished event",
             "How long the oldest outbox event has waited for RabbitMQ. Stays near 0; over "
             f"{threshold('OutboxEventTooOld'):.0f} s fires OutboxEventTooOld (publishing is stuck).",
-            "max(cqrs_outbox_oldest_age_seconds)",
+            f"max(cqrs_outbox_oldest_age_seconds{{{POD}}})",
             "s",
             steps((threshold("OutboxEventTooOld"), "red")),
         ),
@@ -64,7 +66,7 @@ def _summary() -> list[dict[str, Any]]:
             "End-to-end lag p99",
             "99th percentile of commit-to-read-DB time over the window. The SLO is "
             f"{threshold('EndToEndLagHigh'):g} s (alert EndToEndLagHigh); the steady state is milliseconds.",
-            f"histogram_quantile(0.99, sum by (le) (rate(cqrs_end_to_end_lag_seconds_bucket{RATE})))",
+            quantiles("cqrs_end_to_end_lag_seconds", qs=(0.99,), selector=POD)[0]["expr"],
             "s",
             steps((threshold("EndToEndLagHigh"), "red")),
         ),
@@ -80,7 +82,7 @@ def _summary() -> list[dict[str, Any]]:
             "Projector",
             "Whether Prometheus reaches the projector's metrics. Down means no event reaches the read DB; "
             "they wait safely in RabbitMQ (alert ProjectorDown).",
-            'min(up{job="projector"})',
+            f'min(up{{job="projector", {POD}}})',
             "none",
             steps(),
             value_text({"0": ("down", "red"), "1": ("up", "green")}),
@@ -98,7 +100,7 @@ def _throughput() -> list[dict[str, Any]]:
             [
                 target(
                     "sum by (view) (rate(django_http_requests_total_by_view_transport_method_total"
-                    f'{{job="write-service", method="POST"}}{RATE}))',
+                    f'{{job="write-service", method="POST", {POD}}}{RATE}))',
                     "{{view}}",
                 )
             ],
@@ -109,7 +111,12 @@ def _throughput() -> list[dict[str, Any]]:
             "Events published per second",
             "Events confirmed by RabbitMQ, by type. A flat line while commands arrive means the relay is "
             "stuck: check the outbox backlog.",
-            [target(f'sum by (type) (rate(cqrs_events_published_total{{type=~"$type"}}{RATE}))', "{{type}}")],
+            [
+                target(
+                    f'sum by (type) (rate(cqrs_events_published_total{{type=~"$type", {POD}}}{RATE}))',
+                    "{{type}}",
+                )
+            ],
             "ops",
             width=8,
             stacked=True,
@@ -120,11 +127,13 @@ def _throughput() -> list[dict[str, Any]]:
             "Applied should match published; duplicates appear after redeliveries and path switches.",
             [
                 target(
-                    f'sum by (path) (rate(cqrs_events_applied_total{{type=~"$type"}}{RATE}))',
+                    f'sum by (path) (rate(cqrs_events_applied_total{{type=~"$type", {POD}}}{RATE}))',
                     "applied {{path}}",
                 ),
                 target(
-                    f"sum by (path) (rate(cqrs_events_duplicate_total{RATE}))", "duplicate {{path}}", ref="B"
+                    f"sum by (path) (rate(cqrs_events_duplicate_total{{{POD}}}{RATE}))",
+                    "duplicate {{path}}",
+                    ref="B",
                 ),
             ],
             "ops",
@@ -143,7 +152,7 @@ def _lag() -> list[dict[str, Any]]:
             "Outbox backlog",
             "Events waiting for a publisher confirm. It should drain to 0 between bursts; a line that only "
             f"climbs past {threshold('OutboxBacklogGrowing'):.0f} fires OutboxBacklogGrowing.",
-            [target("sum(cqrs_outbox_backlog)", "backlog")],
+            [target(f"sum(cqrs_outbox_backlog{{{POD}}})", "backlog")],
             "short",
             steps((threshold("OutboxBacklogGrowing"), "orange")),
         ),
@@ -152,7 +161,7 @@ def _lag() -> list[dict[str, Any]]:
             "Age of the oldest event not yet confirmed. A sawtooth near 0 is healthy; a straight rising "
             "line means nothing gets published (alert OutboxEventTooOld at "
             f"{threshold('OutboxEventTooOld'):.0f} s).",
-            [target("max(cqrs_outbox_oldest_age_seconds)", "oldest")],
+            [target(f"max(cqrs_outbox_oldest_age_seconds{{{POD}}})", "oldest")],
             "s",
             steps((threshold("OutboxEventTooOld"), "red")),
         ),
@@ -160,7 +169,7 @@ def _lag() -> list[dict[str, Any]]:
             "Publish lag (commit to confirm)",
             "Relay: time from the event's commit to RabbitMQ's publisher confirm. Rises when RabbitMQ is "
             "slow or the relay is behind; compare with consume lag to place a delay.",
-            quantiles("cqrs_publish_lag_seconds"),
+            quantiles("cqrs_publish_lag_seconds", selector=POD),
             "s",
             width=8,
         ),
@@ -168,7 +177,7 @@ def _lag() -> list[dict[str, Any]]:
             "Consume lag (publish to applied)",
             "Projector: time from the message's publish timestamp to the read-DB commit. Rises when the "
             "projector or the read DB is slow, or messages queue up in RabbitMQ.",
-            quantiles("cqrs_consume_lag_seconds"),
+            quantiles("cqrs_consume_lag_seconds", selector=POD),
             "s",
             width=8,
         ),
@@ -176,7 +185,7 @@ def _lag() -> list[dict[str, Any]]:
             "End-to-end lag (commit to applied)",
             "What a reader waits for: commit on the write side to applied on the read side. The red line is "
             f"the {threshold('EndToEndLagHigh'):g} s SLO of alert EndToEndLagHigh (on p99).",
-            quantiles("cqrs_end_to_end_lag_seconds"),
+            quantiles("cqrs_end_to_end_lag_seconds", selector=POD),
             "s",
             steps((threshold("EndToEndLagHigh"), "red")),
             width=8,
@@ -193,7 +202,7 @@ def _fallback() -> list[dict[str, Any]]:
             "Projection path over time",
             "1 for the path feeding the read DB. A switch to replication marks a RabbitMQ outage seen by the "
             "projector; it should switch back once RabbitMQ returns (alert ProjectionOnFallbackPath).",
-            [target("max by (path) (cqrs_projection_mode)", "{{path}}")],
+            [target(f"max by (path) (cqrs_projection_mode{{{POD}}})", "{{path}}")],
             "none",
             steps((threshold("ProjectionOnFallbackPath"), "orange")),
             width=8,
@@ -205,7 +214,7 @@ def _fallback() -> list[dict[str, Any]]:
             "consuming; PostgreSQL drops the slot at 1 GiB (alerts ReplicationSlotRetainingWal at "
             f"{threshold('ReplicationSlotRetainingWal') / MIB:.0f} MiB, ReplicationSlotNearLimit at "
             f"{threshold('ReplicationSlotNearLimit') / MIB:.0f} MiB).",
-            [target("max by (slot) (cqrs_replication_slot_retained_bytes)", "{{slot}}")],
+            [target(f"max by (slot) (cqrs_replication_slot_retained_bytes{{{POD}}})", "{{slot}}")],
             "bytes",
             steps(
                 (threshold("ReplicationSlotRetainingWal"), "orange"),
@@ -315,7 +324,7 @@ def _infrastructure() -> list[dict[str, Any]]:
             "Scrape targets up",
             "1 for every process Prometheus reaches. A 0 is a process down or hung (alerts ServiceDown and "
             "ProjectorDown).",
-            [target("min by (job) (up)", "{{job}}")],
+            [target(f"min by (job, pod) (up{{{POD}}})", "{{job}} {{pod}}")],
             "none",
             width=8,
             stepped=True,
@@ -330,6 +339,7 @@ def pipeline() -> dict[str, Any]:
         "Commands, the outbox relay, RabbitMQ, the projector and the replication fallback of cqrs-lab.",
         [
             query_variable("type", "Event type", "label_values(cqrs_events_published_total, type)"),
+            pod_variable("label_values(up, pod)"),
             query_variable(
                 "vhost", "RabbitMQ vhost", "label_values(rabbitmq_detailed_queue_messages, vhost)"
             ),
