@@ -332,13 +332,19 @@ class TiltCalls:
     resources: list[dict[str, Any]]
     local_resources: list[dict[str, Any]]
     allowed_contexts: list[Any]
+    version_constraints: list[str]
 
 
-def evaluate_tiltfile(args: dict[str, Any] | None = None) -> TiltCalls:
-    """Runs the Tiltfile in starlark-pyo3 with Tilt's functions replaced by recorders."""
+class TiltfileFailed(Exception):
+    """The Tiltfile called fail(): Tilt stops with this message and deploys nothing."""
+
+
+def evaluate_tiltfile(args: dict[str, Any] | None = None, context: str = "kind-cqrs-lab") -> TiltCalls:
+    """Runs the Tiltfile in starlark-pyo3 with Tilt's functions replaced by recorders, `context` being the
+    current kube context; raises TiltfileFailed where the Tiltfile calls fail()."""
     import starlark
 
-    calls = TiltCalls([], [], [], [], [], [])
+    calls = TiltCalls([], [], [], [], [], [], [])
     config_values = dict(args or {})
 
     def recorder(into: list[dict[str, Any]], *names: str) -> Callable[..., dict[str, Any]]:
@@ -372,6 +378,15 @@ def evaluate_tiltfile(args: dict[str, Any] | None = None) -> TiltCalls:
     module.add_callable("_config_define_bool", define_bool)
     module.add_callable("_config_parse", parse)
     module.add_callable("allow_k8s_contexts", lambda contexts: calls.allowed_contexts.append(contexts))
+    module.add_callable("k8s_context", lambda: context)
+    module.add_callable(
+        "version_settings", lambda constraint="", **_: calls.version_constraints.append(constraint)
+    )
+
+    def fail(message: str) -> None:
+        raise TiltfileFailed(message)
+
+    module.add_callable("fail", fail)
     module.add_callable("docker_build", recorder(calls.docker_builds, "ref", "context"))
     module.add_callable("kustomize", kustomize)
     module.add_callable("k8s_yaml", k8s_yaml)
@@ -391,7 +406,13 @@ def evaluate_tiltfile(args: dict[str, Any] | None = None) -> TiltCalls:
     prelude = "config = struct(define_bool = _config_define_bool, parse = _config_parse)\n"
     starlark.eval(module, starlark.parse("prelude", prelude, starlark.Dialect.extended()), globals_)
     source = (REPO / "Tiltfile").read_text()
-    starlark.eval(module, starlark.parse("Tiltfile", source, starlark.Dialect.extended()), globals_)
+    try:
+        starlark.eval(module, starlark.parse("Tiltfile", source, starlark.Dialect.extended()), globals_)
+    except starlark.StarlarkError as error:
+        # An exception raised in a Python callable reaches here wrapped in Starlark's error.
+        if "TiltfileFailed" in str(error):
+            raise TiltfileFailed(str(error)) from error
+        raise
     return calls
 
 

@@ -443,3 +443,16 @@ def test_the_base_keeps_root_filesystems_read_only(base_objects: Objects) -> Non
         for container in containers(find(base_objects, "Deployment", process)):
             assert container["securityContext"]["readOnlyRootFilesystem"] is True
             assert "RESTART_ON_SYNC" not in container_env(base_objects, container)
+
+
+def test_the_kind_overlays_leave_out_the_autoscaler_kind_cannot_feed() -> None:
+    """kind has no metrics-server: its overlays run read-service at the HPA's minimum without the HPA, and the
+    README says so; the base keeps the HPA for clusters that have one."""
+    base_hpa = find(kustomize_build(K8S / "base"), "HorizontalPodAutoscaler", "read-service")
+    for overlay in OVERLAYS:
+        objects = kustomize_build(overlay)
+        assert not [o for o in objects if o["kind"] == "HorizontalPodAutoscaler"], overlay.name
+        replicas = find(objects, "Deployment", "read-service")["spec"]["replicas"]
+        assert replicas == base_hpa["spec"]["minReplicas"], overlay.name
+        assert not [o for o in objects if "metrics-server" in o["metadata"]["name"]]
+    assert "metrics-server" in (REPO / "README.md").read_text()

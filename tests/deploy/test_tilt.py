@@ -15,6 +15,7 @@ from packaging_support import (
     K8S,
     REPO,
     TiltCalls,
+    TiltfileFailed,
     evaluate_tiltfile,
     kustomize_build,
     pod_spec,
@@ -68,7 +69,10 @@ def test_every_path_it_names_exists(tilt: TiltCalls) -> None:
         elif step["step"] == "fall_back_on":
             paths.extend(step["args"][0])
     for resource in tilt.local_resources:
-        paths.extend(arg for arg in shlex.split(resource["cmd"]) if "/" in arg and not arg.startswith("http"))
+        # Files a command runs (kubectl's kind/name arguments are not paths).
+        paths.extend(
+            arg for arg in shlex.split(resource["cmd"]) if re.search(r"^[\w./-]+\.(py|sh|ya?ml)$", arg)
+        )
     for path in paths:
         assert (REPO / path).exists(), path
 
@@ -161,7 +165,7 @@ def test_links_point_at_ports_the_host_reaches(tilt: TiltCalls) -> None:
 
 
 def test_the_load_generator_waits_for_the_system_and_runs_on_demand(tilt: TiltCalls) -> None:
-    (loadgen,) = tilt.local_resources
+    (loadgen,) = [r for r in tilt.local_resources if r["name"] == "load-generator"]
     assert loadgen["auto_init"] is False and loadgen["trigger_mode"] == "manual"
     assert set(APP_PROCESSES) <= set(loadgen["resource_deps"])
     argv = shlex.split(loadgen["cmd"])
@@ -194,3 +198,60 @@ def test_paths_in_the_tiltfile_exist_in_the_repository() -> None:
     text = (REPO / "Tiltfile").read_text()
     for path in re.findall(r"'((?:deploy|services)/[\w./-]+)'", text):
         assert Path(REPO / path).exists(), path
+
+
+@pytest.mark.parametrize("context", ["kind-kind", "kind-other", "docker-desktop", "gke_project_zone_prod"])
+def test_it_refuses_every_other_context_with_a_way_out(context: str) -> None:
+    """allow_k8s_contexts lets every kind-* context through (Tilt deems them local), so the Tiltfile fails."""
+    with pytest.raises(TiltfileFailed) as failed:
+        evaluate_tiltfile(context=context)
+    message = str(failed.value)
+    assert context in message and "kind-cqrs-lab" in message
+    assert "kind create cluster --config deploy/k8s/kind/cluster.yaml" in message
+
+
+def test_it_asks_for_a_tilt_recent_enough(tilt: TiltCalls) -> None:
+    (constraint,) = tilt.version_constraints
+    assert re.fullmatch(r">=\d+\.\d+\.\d+", constraint)
+
+
+def test_the_lab_has_buttons_that_run_only_when_pressed(tilt: TiltCalls) -> None:
+    buttons = {r["name"]: r for r in tilt.local_resources if "lab" in r.get("labels", [])}
+    assert set(buttons) == {
+        "broker-stop",
+        "broker-start",
+        "verify-read-models",
+        "rebuild-read-models",
+        "poison-message",
+    }
+    cluster = yaml.safe_load((K8S / "kind" / "cluster.yaml").read_text())
+    objects = overlay_objects(tilt)
+    for name, button in buttons.items():
+        assert button["auto_init"] is False and button["trigger_mode"] == "manual", name
+        argv = shlex.split(button["cmd"])
+        if argv[0] == "kubectl":
+            # Never the current context: a button acts on the project's cluster or not at all.
+            assert argv[1:5] == ["--context", f"kind-{cluster['name']}", "--namespace", "cqrs-lab"], name
+            kind, _, workload = next(a for a in argv[5:] if "/" in a).partition("/")
+            kinds = {"statefulset": "StatefulSet", "deploy": "Deployment"}
+            assert workloads(objects)[workload]["kind"] == kinds[kind], name
+    assert (
+        "--replicas=0" in buttons["broker-stop"]["cmd"] and "--replicas=1" in buttons["broker-start"]["cmd"]
+    )
+    commands = REPO / "services" / "read_service" / "projections" / "management" / "commands"
+    for name in ("verify-read-models", "rebuild-read-models"):
+        command = shlex.split(buttons[name]["cmd"])[-1]
+        assert (commands / f"{command}.py").exists(), name
+    poison = buttons["poison-message"]
+    assert shlex.split(poison["cmd"]) == ["make", "experiment", "NAME=poison-message"]
+    amqp_port = int(poison["env"]["LAB_RABBITMQ_URL"].rsplit(":", 1)[1].split("/")[0])
+    forwards = {f for r in tilt.resources for f in r.get("port_forwards", [])}
+    assert f"{amqp_port}:5672" in forwards
+
+
+def test_the_objects_it_groups_exist_in_the_build(tilt: TiltCalls) -> None:
+    objects = {(o["metadata"]["name"], o["kind"].lower()) for o in overlay_objects(tilt)}
+    for resource in tilt.resources:
+        for selector in resource.get("objects", []):
+            name, kind = selector.split(":")
+            assert (name, kind) in objects, selector
