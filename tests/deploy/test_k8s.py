@@ -456,3 +456,94 @@ def test_the_kind_overlays_leave_out_the_autoscaler_kind_cannot_feed() -> None:
         assert replicas == base_hpa["spec"]["minReplicas"], overlay.name
         assert not [o for o in objects if "metrics-server" in o["metadata"]["name"]]
     assert "metrics-server" in (REPO / "README.md").read_text()
+
+
+# The volume types the `restricted` Pod Security profile allows (Kubernetes' Pod Security Standards).
+RESTRICTED_VOLUMES = {
+    "configMap",
+    "csi",
+    "downwardAPI",
+    "emptyDir",
+    "ephemeral",
+    "persistentVolumeClaim",
+    "projected",
+    "secret",
+}
+
+
+def restricted_violations(spec: dict[str, Any]) -> list[str]:
+    """The rules of the `restricted` Pod Security profile (baseline's included) that a pod spec breaks."""
+    found = []
+    pod = spec.get("securityContext", {})
+    for host in ("hostNetwork", "hostPID", "hostIPC"):
+        if spec.get(host):
+            found.append(host)
+    for volume in spec.get("volumes", []):
+        kinds = set(volume) - {"name"}
+        if not kinds <= RESTRICTED_VOLUMES:
+            found.append(f"volume {volume['name']}: {kinds}")
+    if pod.get("runAsUser") == 0:
+        found.append("pod runAsUser 0")
+    if pod.get("sysctls"):
+        found.append("sysctls")
+    for container in [*spec.get("initContainers", []), *spec["containers"]]:
+        name, context = container["name"], container.get("securityContext", {})
+        if context.get("privileged"):
+            found.append(f"{name}: privileged")
+        if context.get("allowPrivilegeEscalation") is not False:
+            found.append(f"{name}: allowPrivilegeEscalation is not false")
+        capabilities = context.get("capabilities", {})
+        if "ALL" not in capabilities.get("drop", []):
+            found.append(f"{name}: capabilities do not drop ALL")
+        if set(capabilities.get("add", [])) - {"NET_BIND_SERVICE"}:
+            found.append(f"{name}: adds capabilities")
+        if not context.get("runAsNonRoot", pod.get("runAsNonRoot")):
+            found.append(f"{name}: runAsNonRoot is not true")
+        if context.get("runAsUser", pod.get("runAsUser")) == 0:
+            found.append(f"{name}: runs as uid 0")
+        seccomp = context.get("seccompProfile", pod.get("seccompProfile", {})).get("type")
+        if seccomp not in ("RuntimeDefault", "Localhost"):
+            found.append(f"{name}: seccompProfile is {seccomp}")
+        if any(p.get("hostPort") for p in container.get("ports", [])):
+            found.append(f"{name}: hostPort")
+        if context.get("procMount", "Default") != "Default":
+            found.append(f"{name}: procMount")
+    return found
+
+
+def test_the_namespace_enforces_the_restricted_pod_security_profile(base_objects: Objects) -> None:
+    labels = find(base_objects, "Namespace", NAMESPACE)["metadata"]["labels"]
+    for mode in ("enforce", "audit", "warn"):
+        assert labels[f"pod-security.kubernetes.io/{mode}"] == "restricted"
+
+
+@pytest.mark.parametrize("directory", [K8S / "base", *OVERLAYS], ids=lambda p: p.name)
+def test_every_pod_satisfies_the_restricted_profile(directory: Path) -> None:
+    for name, obj in workloads(kustomize_build(directory)).items():
+        assert restricted_violations(pod_spec(obj)) == [], name
+
+
+def test_the_restricted_check_catches_what_the_profile_refuses() -> None:
+    good = {
+        "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+        "containers": [
+            {
+                "name": "c",
+                "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+            }
+        ],
+    }
+    assert restricted_violations(good) == []
+    root = {**good, "securityContext": {**good["securityContext"], "runAsUser": 0}}
+    no_seccomp = {**good, "securityContext": {"runAsNonRoot": True}}
+    host_path = {**good, "volumes": [{"name": "h", "hostPath": {"path": "/"}}]}
+    for bad in (root, no_seccomp, host_path):
+        assert restricted_violations(bad)
+
+
+def test_databases_and_broker_run_as_their_images_users(base_objects: Objects) -> None:
+    """The official postgres and rabbitmq images run as their own user, uid and gid 999; fsGroup gives it the
+    volume."""
+    for name in ("write-db", "read-db", "rabbitmq"):
+        context = pod_spec(find(base_objects, "StatefulSet", name))["securityContext"]
+        assert (context["runAsUser"], context["runAsGroup"], context["fsGroup"]) == (999, 999, 999), name
