@@ -6,11 +6,11 @@ thread) and on its own cadence, so the broker path never pays for it. Each round
 1. gaps: events parked in `pending_events` wait for a predecessor; whatever of those the replica holds is
    applied at once (the broker may bring it late or never), and parked events that wait for nothing any
    more (their predecessor applied without draining them, as a rebuild's swap can leave it) are applied;
-2. scan: replica rows past the cursor, in commit order (`replica.py`). Rows the read side does not know yet
-   are applied when due: once older than the grace period while the broker path is active (it had its
-   chance), at once while it is not. The cursor then moves to just before the first row still inside its
-   grace period, so a row is passed only once it is applied, parked or dead-lettered: a crash anywhere
-   means a row is looked at again, never skipped.
+2. scan: replica rows past the cursor, in commit order (`event_log/replica.py`). Rows the read side does
+   not know yet are applied when due: once older than the grace period while the broker path is active (it
+   had its chance), at once while it is not. The cursor then moves to just before the first row still
+   inside its grace period, so a row is passed only once it is applied, parked or dead-lettered: a crash
+   anywhere means a row is looked at again, never skipped.
 
 Everything goes through the same apply step as the broker path, with path="replication"; when both paths
 bring the same event, the account locks of the apply step make one of them a counted duplicate.
@@ -31,16 +31,15 @@ from django.db import InterfaceError, OperationalError, connection
 from cqrs_common import metrics
 from cqrs_common.logging import get_logger
 from read_service.projections.apply import REPLICATION, apply_each, apply_events, parked_ready_drain
-from read_service.projections.replica import (
-    REPLICA_TABLE,
-    STREAMING,
+from read_service.projections.event_log.logs import REPLICA_TABLE
+from read_service.projections.event_log.replica import (
     replica_cursor_get,
     replica_cursor_set,
     replica_events,
     replica_rows_after,
     replica_rows_missing,
-    subscription_status,
 )
+from read_service.projections.event_log.subscription import STREAMING, subscription_status
 from read_service.projections.state import ActivePath, projector_heartbeat
 
 log = get_logger(__name__)

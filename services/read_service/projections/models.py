@@ -170,9 +170,9 @@ class DeadLetter(models.Model):
 class ReplicaCursor(models.Model):
     """A single row (id 1): how far the replication fallback has handled the replicated `events` table.
 
-    `replica_seq` is the replica's subscriber-local commit-order number (see `replica.py`); every row at or
-    below it is applied, parked or dead-lettered. Kept apart from `projector_state`, which every apply
-    transaction updates, so the fallback's progress never contends with the broker path's.
+    `replica_seq` is the replica's subscriber-local commit-order number (see `event_log/replica.py`); every
+    row at or below it is applied, parked or dead-lettered. Kept apart from `projector_state`, which every
+    apply transaction updates, so the fallback's progress never contends with the broker path's.
     """
 
     id = models.PositiveSmallIntegerField(primary_key=True, default=1)

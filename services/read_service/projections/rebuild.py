@@ -9,7 +9,7 @@ shadow here fails the rebuild loudly instead of touching a live table.
 Steps, while the live models keep being served and the projector keeps applying:
 1. build: the log in position order, in batches of one transaction each. The log is the event store's
    `events` table when its URL is given (EVENT_STORE_DATABASE_URL: the optional third PostgreSQL), else the
-   replica table `public.events` (event_log.py);
+   replica table `public.events` (event_log/logs.py);
 2. catch up: events committed out of position order, or since, are found by what the shadow lacks;
 3. swap, in ONE transaction: lock every table the projector writes in EXCLUSIVE mode (queries go on, the
    projector waits), catch up again, and make sure every event the projector has applied is in the shadow
@@ -40,7 +40,7 @@ from django.db import DatabaseError, OperationalError, connection, transaction
 from cqrs_common.events import InvalidEvent
 from cqrs_common.logging import get_logger
 from read_service.projections.apply import PROJECTED_CHANNEL, REPLICATION, apply_events, parked_ready_drain
-from read_service.projections.event_log import EventLog, event_from_row, event_log_open
+from read_service.projections.event_log.logs import EventLog, event_from_row, event_log_open
 from read_service.projections.models import APPLY_TABLES, BATCH_STATE_TABLES, REBUILT_TABLES
 
 log = get_logger(__name__)

@@ -14,8 +14,8 @@ from django.db import connection
 from django.db.models import QuerySet
 
 from read_service.projections.dead_letters import dead_letters_open_count
+from read_service.projections.event_log.subscription import SubscriptionStatus, subscription_status
 from read_service.projections.models import AccountView, CurrencyTotal, ProjectorState, StatementLine
-from read_service.projections.replica import SubscriptionStatus, subscription_status
 
 ACCOUNT_FIELDS = (
     "account_id",

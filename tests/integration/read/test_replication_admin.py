@@ -18,11 +18,8 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from read_service.projections.replication_admin import (
-    ResubscribeError,
-    replication_status,
-    resubscribe_events,
-)
+from read_service.projections.event_log.resubscribe import ResubscribeError, resubscribe_events
+from read_service.projections.event_log.subscription import replication_status
 from tests.integration.read.conftest import eventually
 from tests.support.private_postgres import PrivatePostgres
 

@@ -21,6 +21,14 @@ from prometheus_client import REGISTRY
 from cqrs_common.events import EventEnvelope
 from cqrs_common.messaging import BrokerError, Consumer
 from read_service.projections.apply import BROKER, REPLICATION, apply_events
+from read_service.projections.event_log.replica import replica_cursor_get
+from read_service.projections.event_log.subscription import (
+    ABSENT,
+    DISABLED,
+    STOPPED,
+    STREAMING,
+    subscription_status,
+)
 from read_service.projections.fallback import FallbackSettings, ReplicationFallback
 from read_service.projections.models import (
     AccountView,
@@ -30,14 +38,6 @@ from read_service.projections.models import (
     ProjectorState,
 )
 from read_service.projections.projector import Projector
-from read_service.projections.replica import (
-    ABSENT,
-    DISABLED,
-    STOPPED,
-    STREAMING,
-    replica_cursor_get,
-    subscription_status,
-)
 from read_service.projections.state import ActivePath
 from tests.integration.read.conftest import AccountHistory, eventually
 

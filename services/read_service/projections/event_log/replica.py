@@ -19,15 +19,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from django.db import connection
 
 from cqrs_common.events import EventEnvelope, InvalidEvent, from_dict
 from read_service.projections.dead_letters import DeadLetterEntry, dead_letter_unreadable
-from read_service.projections.event_log import REPLICA_TABLE
-from read_service.projections.subscription import subscription_read
+from read_service.projections.event_log.logs import REPLICA_TABLE
 
 
 def _wire(row: str) -> str:
@@ -143,41 +141,3 @@ def replica_cursor_set(seq: int) -> None:
             """,
             [seq],
         )
-
-
-# ------------------------------------------------------------------------------------------ the subscription
-
-STREAMING = "streaming"  # its apply worker runs
-STOPPED = "stopped"  # enabled, but no worker: it fails (a conflicting row, a lost slot, no publisher)
-DISABLED = "disabled"  # ALTER SUBSCRIPTION ... DISABLE
-ABSENT = "absent"  # no subscription feeds the replica (replication.sh did not run)
-
-
-@dataclass(frozen=True, slots=True)
-class SubscriptionStatus:
-    status: str
-    subscription: str | None = None
-    apply_errors: int = 0  # since the statistics were reset: conflicts on the replica count here
-    last_received_at: datetime | None = None  # the last message (data or keepalive) from the publisher
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "status": self.status,
-            "subscription": self.subscription,
-            "apply_errors": self.apply_errors,
-            "last_received_at": self.last_received_at.isoformat() if self.last_received_at else None,
-        }
-
-
-def subscription_status(table: str = REPLICA_TABLE) -> SubscriptionStatus:
-    """The subscription that writes the replica, as this database sees it (readable without privileges).
-
-    A lost slot on the publisher shows here as `stopped`: the worker fails to start streaming, and the reason
-    is only in the read server's log; the relay, which sees the publisher, logs `replication_slot_lost`.
-    """
-    with connection.cursor() as cursor:
-        found = subscription_read(cursor, table=table)
-    if found is None:
-        return SubscriptionStatus(ABSENT)
-    status = DISABLED if not found.enabled else STREAMING if found.worker_running else STOPPED
-    return SubscriptionStatus(status, found.name, found.apply_errors, found.last_message_at)
