@@ -46,10 +46,11 @@ from uuid import UUID
 from django.db import InterfaceError, OperationalError, connection, transaction
 
 from cqrs_common import metrics
-from cqrs_common.events import EventEnvelope, InvalidEvent, from_dict, to_wire
+from cqrs_common.events import EventEnvelope, to_wire
 from cqrs_common.logging import get_logger
 from read_service.projections import apply_sql as sql
-from read_service.projections.dead_letters import DeadLetterEntry, dead_letter_unreadable, dead_letters_record
+from read_service.projections.dead_letters import DeadLetterEntry, dead_letters_record
+from read_service.projections.event_log.rows import event_read
 from read_service.projections.handlers import (
     PROJECTIONS,
     Movement,
@@ -341,32 +342,33 @@ class _Batch:
         while True:
             expected = self.versions.get(account_id, 0) + 1
             self.cursor.execute(sql.TAKE_PARKED, [account_id, expected])
-            # Django hands jsonb over as text (it turns psycopg2's decoding off).
-            rows = [(version, json.loads(body), path) for version, body, path in self.cursor.fetchall()]
-            # Older versions can only be copies of events applied since they were parked.
-            self.outcome.duplicates.extend(from_dict(row[1]) for row in rows if row[0] != expected)
-            nexts = [row for row in rows if row[0] == expected]
+            # Django hands jsonb over as text (it turns psycopg2's decoding off). A parked event this release
+            # cannot read was parked by an older one that understood it: it is dead-lettered with its body.
+            rows = [
+                (version, event_read(json.loads(body)), path)
+                for version, body, path in self.cursor.fetchall()
+            ]
+            for version, older, _ in rows:  # older versions can only be copies of events applied since
+                if version == expected:
+                    continue
+                if isinstance(older, DeadLetterEntry):
+                    self.dead_letter_unreadable(older)
+                else:
+                    self.outcome.duplicates.append(older)
+            nexts = [(event, path) for version, event, path in rows if version == expected]
             if not nexts:
                 return
-            _, envelope, path = nexts[0]
-            try:
-                event = from_dict(envelope)
-            except InvalidEvent as exc:  # parked by an older release that understood it
-                self.dead_letter_unreadable(envelope, exc)
+            event, path = nexts[0]
+            if isinstance(event, DeadLetterEntry):
+                self.dead_letter_unreadable(event)
                 return
             if not self.apply(event, path, from_pending=True):
                 return  # later versions keep waiting; `pending_gaps` shows it
 
-    def dead_letter_unreadable(self, envelope: dict[str, Any], exc: InvalidEvent) -> None:
-        entry = dead_letter_unreadable(envelope, exc)
+    def dead_letter_unreadable(self, entry: DeadLetterEntry) -> None:
         self.dead_letters.append(entry)
-        self.outcome.recorded_only.append(exc.reason)
-        log.warning(
-            "event_dead_lettered",
-            reason=exc.reason,
-            message_id=str(envelope.get("event_id")),
-            source="pending",
-        )
+        self.outcome.recorded_only.append(entry.reason)
+        log.warning("event_dead_lettered", reason=entry.reason, message_id=entry.message_id, source="pending")
 
 
 def _lock_and_read(cursor: Any, accounts: set[UUID]) -> tuple[dict[UUID, int], set[UUID]]:

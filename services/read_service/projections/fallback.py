@@ -31,14 +31,13 @@ from django.db import InterfaceError, OperationalError, connection
 from cqrs_common import metrics
 from cqrs_common.logging import get_logger
 from read_service.projections.apply import REPLICATION, apply_each, apply_events, parked_ready_drain
-from read_service.projections.event_log.logs import REPLICA_TABLE
 from read_service.projections.event_log.replica import (
     replica_cursor_get,
     replica_cursor_set,
-    replica_events,
     replica_rows_after,
     replica_rows_missing,
 )
+from read_service.projections.event_log.rows import REPLICA_TABLE, events_read
 from read_service.projections.event_log.subscription import STREAMING, subscription_status
 from read_service.projections.state import ActivePath, projector_heartbeat
 
@@ -134,7 +133,7 @@ class ReplicationFallback:
                 return applied
 
     def _apply(self, wires: list[dict[str, Any]]) -> int:
-        batch = replica_events(wires)
+        batch = events_read(wires)
         try:
             outcome = apply_events(batch.events, path=REPLICATION, refused=batch.refused)
         except (OperationalError, InterfaceError):

@@ -27,6 +27,7 @@ what the swap needs, the swap gives way and retries (the projector is never made
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -37,10 +38,11 @@ from uuid import UUID
 
 from django.db import DatabaseError, OperationalError, connection, transaction
 
-from cqrs_common.events import InvalidEvent
+from cqrs_common.events import EventEnvelope
 from cqrs_common.logging import get_logger
 from read_service.projections.apply import PROJECTED_CHANNEL, REPLICATION, apply_events, parked_ready_drain
-from read_service.projections.event_log.logs import EventLog, event_from_row, event_log_open
+from read_service.projections.event_log.logs import EventLog, event_log_open
+from read_service.projections.event_log.rows import event_read
 from read_service.projections.models import APPLY_TABLES, BATCH_STATE_TABLES, REBUILT_TABLES
 
 log = get_logger(__name__)
@@ -159,13 +161,19 @@ class _Build:
 
     def apply(self, rows: Sequence[tuple]) -> int:
         events = []
-        for row in rows:
-            try:
-                events.append(event_from_row(row))
-            except (InvalidEvent, ValueError) as exc:
-                self.refused.add(row[1] if isinstance(row[1], UUID) else UUID(str(row[1])))
-                self.report.unreadable.append(str(row[1]))
-                log.warning("unreadable_event_skipped", event_id=str(row[1]), position=row[0], error=str(exc))
+        for position, event_id, wire in rows:
+            read = event_read(json.loads(wire))
+            if isinstance(read, EventEnvelope):
+                events.append(read)
+                continue
+            self.refused.add(event_id if isinstance(event_id, UUID) else UUID(str(event_id)))
+            self.report.unreadable.append(str(event_id))
+            log.warning(
+                "unreadable_event_skipped",
+                event_id=str(event_id),
+                position=position,
+                error=f"{read.reason}: {read.detail}",
+            )
         outcome = apply_events(events, path=REPLICATION)
         for failure in outcome.failed:
             self.refused.add(failure.event.event_id)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import uuid
 from decimal import Decimal
 
 import pytest
+from django.db import connection
 
 from read_service.projections import handlers
 from read_service.projections.apply import BROKER, REPLICATION, apply_events
@@ -214,6 +216,45 @@ def test_parked_event_that_fails_when_drained_is_dead_lettered_with_its_body() -
         "MoneyWithdrawn",
     )
     assert b'"oops"' in bytes(record.body)
+    # v4 keeps waiting for v3, and says so.
+    assert [(g.applied_version, g.missing_versions, g.pending_versions) for g in _gaps(alice)] == [
+        (2, [3], [4])
+    ]
+
+
+def test_parked_events_this_release_cannot_read_are_dead_lettered_with_their_body() -> None:
+    """Parked by an older release that understood them: the next version and an older copy alike are
+    dead-lettered with their body, and the batch that drains them is applied."""
+    alice = AccountHistory(currency="HUF")
+    v1, v2, v3, v4 = alice.opened(), alice.deposited("5.00"), alice.deposited("1.00"), alice.deposited("2.00")
+    apply_events([v1, v3, v4], path=BROKER)
+    copy_id = uuid.uuid4()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """UPDATE pending_events SET envelope = jsonb_set(envelope, '{type}', '"MoneyInvented"')
+                WHERE event_id = %s""",
+            [str(v3.event_id)],
+        )
+        cursor.execute(
+            """INSERT INTO pending_events
+                      (event_id, aggregate_id, version, position, type, occurred_at, envelope, path,
+                       received_at)
+               SELECT %(copy)s, aggregate_id, 1, position, type, occurred_at,
+                      jsonb_set(envelope, '{event_id}', to_jsonb(%(copy)s::text)), path, received_at
+                 FROM pending_events WHERE event_id = %(v3)s""",
+            {"copy": str(copy_id), "v3": str(v3.event_id)},
+        )
+
+    outcome = apply_events([v2], path=BROKER)
+
+    assert [i.event for i in outcome.applied] == [v2]
+    assert not outcome.failed and not outcome.duplicates
+    assert sorted(outcome.recorded_only) == ["unknown_type", "unknown_type"]
+    records = DeadLetter.objects.filter(message_id__in=[str(copy_id), str(v3.event_id)])
+    assert sorted((r.message_id, r.reason, r.event_type) for r in records) == sorted(
+        [(str(copy_id), "unknown_type", "MoneyInvented"), (str(v3.event_id), "unknown_type", "MoneyInvented")]
+    )
+    assert all(b'"MoneyInvented"' in bytes(r.body) for r in records)
     # v4 keeps waiting for v3, and says so.
     assert [(g.applied_version, g.missing_versions, g.pending_versions) for g in _gaps(alice)] == [
         (2, [3], [4])

@@ -1,47 +1,20 @@
-"""The event log as the read side sees it: rows of an `events` table turned into events of the contract.
+"""The two logs a rebuild reads, behind one interface (`EventLog`): the replica table, and the event store.
 
 The log is the replica table `public.events` in the read database (logical replication of the write side's
 event store), or any database holding a table `events` with the same columns (the optional event store, or
-the write database itself). Rows are validated exactly as messages are (`from_dict`), so an event the
-projector would refuse is refused here too.
+the write database itself). Rows come in their wire form (rows.py), read exactly as messages are, so an
+event the projector would refuse is refused here too.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
-from cqrs_common.events import EventEnvelope, format_timestamp, from_dict
+from read_service.projections.event_log.rows import REPLICA_TABLE, wire_sql
 
-# The published columns (deploy/compose/replication/publisher.sql), in the order `event_from_row` reads them.
-LOG_COLUMNS = (
-    "position, event_id, aggregate_type, aggregate_id, aggregate_version, event_type, schema_version, "
-    "data::text, occurred_at, correlation_id, causation_id"
-)
-REPLICA_TABLE = "public.events"
-
-
-def event_from_row(row: Sequence[Any]) -> EventEnvelope:
-    """An event from a row selected with `LOG_COLUMNS`; raises `InvalidEvent` as `from_wire` would."""
-    (position, event_id, aggregate_type, aggregate_id, version, event_type, schema_version, data, occurred_at,
-     correlation_id, causation_id) = row  # fmt: skip
-    return from_dict(
-        {
-            "event_id": str(event_id),
-            "type": event_type,
-            "schema_version": schema_version,
-            "aggregate_type": aggregate_type,
-            "aggregate_id": str(aggregate_id),
-            "aggregate_version": version,
-            "position": position,
-            "occurred_at": format_timestamp(occurred_at),
-            "correlation_id": correlation_id,
-            "causation_id": causation_id,
-            "data": json.loads(data),
-        }
-    )
+# A row of a log as the rebuild reads it: where it stands, which event, and the event (rows.py).
+LOG_ROW = f"e.position, e.event_id, {wire_sql('e')}"
 
 
 class ReplicaTableLog:
@@ -52,7 +25,7 @@ class ReplicaTableLog:
 
     def rows_after_position(self, cursor: Any, position: int, limit: int) -> list[tuple]:
         cursor.execute(
-            f"SELECT {LOG_COLUMNS} FROM {REPLICA_TABLE} WHERE position > %s ORDER BY position LIMIT %s",
+            f"SELECT {LOG_ROW} FROM {REPLICA_TABLE} e WHERE position > %s ORDER BY position LIMIT %s",
             [position, limit],
         )
         return cursor.fetchall()
@@ -61,7 +34,7 @@ class ReplicaTableLog:
         """Up to `limit` rows neither applied nor parked in the tables `cursor` sees, nor in `refused`."""
         cursor.execute(
             f"""
-            SELECT {LOG_COLUMNS} FROM {REPLICA_TABLE} e
+            SELECT {LOG_ROW} FROM {REPLICA_TABLE} e
              WHERE NOT EXISTS (SELECT FROM applied_events a WHERE a.event_id = e.event_id)
                AND NOT EXISTS (SELECT FROM pending_events p WHERE p.event_id = e.event_id)
                AND e.event_id <> ALL(%s::uuid[])
@@ -112,7 +85,7 @@ class EventStoreLog:
     def rows_after_position(self, cursor: Any, position: int, limit: int) -> list[tuple]:
         with self._connection.cursor() as store:
             store.execute(
-                f"SELECT {LOG_COLUMNS} FROM events WHERE position > %s ORDER BY position LIMIT %s",
+                f"SELECT {LOG_ROW} FROM events e WHERE position > %s ORDER BY position LIMIT %s",
                 [position, limit],
             )
             return store.fetchall()
@@ -123,7 +96,7 @@ class EventStoreLog:
         while True:
             with self._connection.cursor() as store:
                 store.execute(
-                    f"SELECT replica_seq, {LOG_COLUMNS} FROM events WHERE replica_seq > %s "
+                    f"SELECT replica_seq, {LOG_ROW} FROM events e WHERE replica_seq > %s "
                     "ORDER BY replica_seq LIMIT %s",
                     [self.seen, limit],
                 )
@@ -157,7 +130,18 @@ class EventStoreLog:
         self._connection.close()
 
 
-EventLog = ReplicaTableLog | EventStoreLog
+class EventLog(Protocol):
+    """What a rebuild reads a log with. Rows are (position, event_id, wire form as JSON text)."""
+
+    source: str
+
+    def rows_after_position(self, cursor: Any, position: int, limit: int) -> list[tuple]: ...
+
+    def rows_unapplied(self, cursor: Any, refused: set[UUID], limit: int) -> list[tuple]: ...
+
+    def holding(self, cursor: Any, event_ids: list[UUID]) -> set[UUID]: ...
+
+    def close(self) -> None: ...
 
 
 def event_log_open(event_store_dsn: str | None) -> EventLog:

@@ -1,4 +1,4 @@
-"""The replicated `events` table in the read database: what the fallback path reads, and its subscription.
+"""The replicated `events` table in the read database: what the fallback path reads, and its cursor.
 
 Logical replication copies every insert into the write database's `events` (all columns but the outbox's
 `published_at`) into a table of the same name here, owned by the superuser, as is the schema `public`: this
@@ -11,8 +11,8 @@ one holding a higher. (This relies on the subscription applying whole transactio
 pins `streaming = off`.)
 
 A row is "known" when the read side accounted for it already: applied, parked in `pending_events`, or
-dead-lettered (an open record for its event id). Rows are handed out as they would come off the wire
-(`from_dict`), so the apply step cannot tell the paths apart.
+dead-lettered (an open record for its event id). Rows are handed out in their wire form (rows.py), which
+`events_read` turns into events, so the apply step cannot tell the paths apart.
 """
 
 from __future__ import annotations
@@ -23,20 +23,7 @@ from typing import Any
 
 from django.db import connection
 
-from cqrs_common.events import EventEnvelope, InvalidEvent, from_dict
-from read_service.projections.dead_letters import DeadLetterEntry, dead_letter_unreadable
-from read_service.projections.event_log.logs import REPLICA_TABLE
-
-
-def _wire(row: str) -> str:
-    """SQL for the wire form of a replica row (`row` is its alias), built only where it is needed."""
-    return f"""json_build_object(
-        'event_id', {row}.event_id, 'type', {row}.event_type, 'schema_version', {row}.schema_version,
-        'aggregate_type', {row}.aggregate_type, 'aggregate_id', {row}.aggregate_id,
-        'aggregate_version', {row}.aggregate_version, 'position', {row}.position,
-        'occurred_at', {row}.occurred_at, 'correlation_id', {row}.correlation_id,
-        'causation_id', {row}.causation_id, 'data', {row}.data)::text"""
-
+from read_service.projections.event_log.rows import REPLICA_TABLE, wire_sql
 
 _APPLIED = """EXISTS (SELECT FROM applied_events a
                    WHERE a.aggregate_id = r.aggregate_id AND a.version = r.aggregate_version)"""
@@ -56,15 +43,6 @@ class ReplicaRow:
     wire: dict[str, Any] | None  # the event as on the wire; only for rows not known
 
 
-@dataclass(frozen=True, slots=True)
-class ReplicaEvents:
-    """Rows turned into what the apply step takes: events, and dead-letter records for rows that are not
-    valid events of this contract (say, a type this release does not know)."""
-
-    events: list[EventEnvelope]
-    refused: list[DeadLetterEntry]
-
-
 def replica_rows_after(
     seq: int, *, grace_seconds: float | None, limit: int, table: str = REPLICA_TABLE
 ) -> list[ReplicaRow]:
@@ -73,7 +51,7 @@ def replica_rows_after(
     with connection.cursor() as cursor:
         cursor.execute(
             f"""
-            SELECT s.replica_seq, s.known, s.due, CASE WHEN NOT s.known THEN {_wire("s")} END
+            SELECT s.replica_seq, s.known, s.due, CASE WHEN NOT s.known THEN {wire_sql("s")} END
               FROM (SELECT r.*,
                            ({_APPLIED} OR {_PARKED} OR {_DEAD_LETTERED}) AS known,
                            (%(grace)s::float8 IS NULL
@@ -99,7 +77,7 @@ def replica_rows_missing(*, limit: int, table: str = REPLICA_TABLE) -> list[dict
     with connection.cursor() as cursor:
         cursor.execute(
             f"""
-            SELECT {_wire("r")}
+            SELECT {wire_sql("r")}
               FROM (SELECT aggregate_id, min(version) AS first_parked
                       FROM pending_events GROUP BY aggregate_id) AS p
               JOIN {table} r ON r.aggregate_id = p.aggregate_id AND r.aggregate_version < p.first_parked
@@ -110,17 +88,6 @@ def replica_rows_missing(*, limit: int, table: str = REPLICA_TABLE) -> list[dict
             {"limit": limit},
         )
         return [json.loads(wire) for (wire,) in cursor.fetchall()]
-
-
-def replica_events(wires: list[dict[str, Any]]) -> ReplicaEvents:
-    events: list[EventEnvelope] = []
-    refused: list[DeadLetterEntry] = []
-    for wire in wires:
-        try:
-            events.append(from_dict(wire))
-        except InvalidEvent as exc:
-            refused.append(dead_letter_unreadable(wire, exc))
-    return ReplicaEvents(events, refused)
 
 
 def replica_cursor_get() -> int:

@@ -24,7 +24,7 @@ from psycopg2 import sql
 
 from cqrs_common.logging import get_logger
 from read_service.projections.event_log.connect import connected_cursor
-from read_service.projections.event_log.logs import REPLICA_TABLE
+from read_service.projections.event_log.rows import REPLICA_TABLE
 from read_service.projections.event_log.subscription import READY, SUBSCRIPTION_SUFFIX, subscription_read
 
 log = get_logger(__name__)

@@ -21,7 +21,7 @@ from django.db import connection
 
 from cqrs_common.logging import get_logger
 from read_service.projections.event_log.connect import connected_cursor
-from read_service.projections.event_log.logs import REPLICA_TABLE
+from read_service.projections.event_log.rows import REPLICA_TABLE
 
 log = get_logger(__name__)
 

@@ -16,7 +16,7 @@ from django.db import connection
 
 from cqrs_common import config
 from cqrs_common import logging as cqrs_logging
-from read_service.projections.event_log.logs import REPLICA_TABLE
+from read_service.projections.event_log.rows import REPLICA_TABLE
 from read_service.projections.rebuild import RebuildRefused, read_models_rebuild
 
 
