@@ -28,6 +28,8 @@ from uuid import UUID
 
 from django.db import connection, transaction
 
+from read_service.projections.event_log.connect import read_only_cursor
+
 # The money movements of the log up to each account's applied version, as statement lines. `applied` is a CTE
 # of (aggregate_id, version); `{events}` the log's table.
 _KIND = """CASE e.event_type WHEN 'MoneyDeposited' THEN 'deposit' WHEN 'MoneyWithdrawn' THEN 'withdrawal'
@@ -173,7 +175,10 @@ def read_models_verify(*, event_store_dsn: str | None = None) -> VerifyReport:
             report = _compare(applied, models, totals, folded, log_versions, explain)
     if event_store_dsn is not None:
         params = {"ids": [str(a) for a in applied], "versions": [v for v, _ in applied.values()]}
-        with _event_store(event_store_dsn) as store, _read_models_cursor() as cursor:
+        with (
+            read_only_cursor(event_store_dsn, application_name="verify_read_models") as store,
+            _read_models_cursor() as cursor,
+        ):
             folded, log_versions = _fold(store, "events", _APPLIED_GIVEN, params)
             explain = _explainer(store, "events", cursor)
             report = _compare(applied, models, totals, folded, log_versions, explain)
@@ -325,17 +330,3 @@ def _snapshot() -> Iterator[Any]:
 def _read_models_cursor() -> Iterator[Any]:
     with connection.cursor() as cursor:
         yield cursor
-
-
-@contextmanager
-def _event_store(dsn: str) -> Iterator[Any]:
-    import psycopg2
-
-    store = psycopg2.connect(dsn, application_name="verify_read_models")
-    try:
-        store.set_session(readonly=True, autocommit=True)
-        with store.cursor() as cursor:
-            cursor.execute("SET TIME ZONE 'UTC'")
-            yield cursor
-    finally:
-        store.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 from uuid import UUID
 
+from read_service.projections.event_log.connect import read_only_connect
 from read_service.projections.event_log.rows import REPLICA_TABLE, wire_sql
 
 # A row of a log as the rebuild reads it: where it stands, which event, and the event (rows.py).
@@ -69,12 +70,8 @@ class EventStoreLog:
     source = "event store"
 
     def __init__(self, dsn: str, application_name: str = "rebuild_read_models") -> None:
-        import psycopg2
-
-        self._connection = psycopg2.connect(dsn, application_name=application_name)
-        self._connection.set_session(readonly=True, autocommit=True)
+        self._connection = read_only_connect(dsn, application_name=application_name)
         with self._connection.cursor() as store:
-            store.execute("SET TIME ZONE 'UTC'")
             store.execute("SELECT to_regclass('events') IS NOT NULL")
             if not store.fetchone()[0]:
                 self.close()

@@ -14,8 +14,6 @@ is short as ahead of the log (not drift), and the projector's replication path r
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +21,7 @@ import psycopg2
 from psycopg2 import sql
 
 from cqrs_common.logging import get_logger
-from read_service.projections.event_log.connect import connected_cursor
+from read_service.projections.event_log.connect import admin_cursor
 from read_service.projections.event_log.rows import REPLICA_TABLE
 from read_service.projections.event_log.subscription import READY, SUBSCRIPTION_SUFFIX, subscription_read
 
@@ -31,6 +29,7 @@ log = get_logger(__name__)
 
 DEFAULT_PUBLICATION = "cqrs_events"
 DROP_ATTEMPTS = 10
+APPLICATION_NAME = "resubscribe_events"
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +57,7 @@ def resubscribe_events(
     `admin_dsn`: a superuser on the read database. `publisher_conninfo`: how the read database's server
     reaches the publisher (default: the conninfo of the existing subscription)."""
     started = time.monotonic()
-    with _admin(admin_dsn) as cursor:
+    with admin_cursor(admin_dsn, application_name=APPLICATION_NAME) as cursor:
         cursor.execute("SELECT current_database(), rolsuper FROM pg_roles WHERE rolname = current_user")
         database, superuser = cursor.fetchone()
         if not superuser:
@@ -114,7 +113,7 @@ def _drop(cursor: Any, name: str, slot: str | None, conninfo: str) -> bool:
 def _drop_slot(conninfo: str, slot: str) -> bool:
     """Drops a slot that DROP SUBSCRIPTION could not (so the new subscription can create its own)."""
     try:
-        with connected_cursor(conninfo) as cursor:
+        with admin_cursor(conninfo, application_name=APPLICATION_NAME) as cursor:
             cursor.execute(
                 "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = %s",
                 [slot],
@@ -135,10 +134,3 @@ def _wait_until_ready(cursor: Any, name: str, deadline: float) -> int:
         if time.monotonic() > deadline:
             raise ResubscribeError(f"subscription {name} not in sync in time (state {state})")
         time.sleep(0.2)
-
-
-@contextmanager
-def _admin(dsn: str) -> Iterator[Any]:
-    """Autocommit: CREATE and DROP SUBSCRIPTION refuse to run inside a transaction block."""
-    with connected_cursor(dsn, application_name="resubscribe_events") as cursor:
-        yield cursor

@@ -12,6 +12,8 @@ fallback, `/api/projection` and `replication_status` all read it with their own 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -20,12 +22,13 @@ import psycopg2
 from django.db import connection
 
 from cqrs_common.logging import get_logger
-from read_service.projections.event_log.connect import connected_cursor
+from read_service.projections.event_log.connect import read_only_cursor
 from read_service.projections.event_log.rows import REPLICA_TABLE
 
 log = get_logger(__name__)
 
 SUBSCRIPTION_SUFFIX = "_events"  # the subscription is named after the read database (replication.sh)
+APPLICATION_NAME = "replication_status"
 READY = "r"  # pg_subscription_rel.srsubstate once the initial copy is done and streaming has caught up
 
 # One subscription of this database: the one named, else the first (by name) that writes `table`. The
@@ -142,7 +145,7 @@ def replication_status(
 
     `dsn`: the read database (default: Django's connection, the service's own role will do);
     `publisher_dsn`: the write database, to read the slot's `wal_status` (skipped if None or unreachable)."""
-    with connected_cursor(dsn) as cursor:
+    with _cursor(dsn) as cursor:
         cursor.execute("SELECT current_database()")
         name = subscription or cursor.fetchone()[0] + SUBSCRIPTION_SUFFIX
         found = subscription_read(cursor, table=REPLICA_TABLE, name=name)
@@ -176,7 +179,7 @@ def _slot(publisher_dsn: str | None, slot: str | None) -> tuple[str | None, bool
     if publisher_dsn is None or slot is None:
         return None, None, None
     try:
-        with connected_cursor(publisher_dsn) as cursor:
+        with read_only_cursor(publisher_dsn, application_name=APPLICATION_NAME) as cursor:
             cursor.execute("SELECT wal_status, active FROM pg_replication_slots WHERE slot_name = %s", [slot])
             row = cursor.fetchone()
     except psycopg2.Error as exc:
@@ -190,3 +193,14 @@ def _slot(publisher_dsn: str | None, slot: str | None) -> tuple[str | None, bool
         "unreserved": f"replication slot {slot} is about to lose its WAL",
     }.get(wal_status)
     return wal_status, active, problem
+
+
+@contextmanager
+def _cursor(dsn: str | None) -> Iterator[Any]:
+    """Django's connection (the service's own role will do), or a read-only one to `dsn`."""
+    if dsn is None:
+        with connection.cursor() as cursor:
+            yield cursor
+        return
+    with read_only_cursor(dsn, application_name=APPLICATION_NAME) as cursor:
+        yield cursor
