@@ -30,10 +30,20 @@ from django.db import connection, transaction
 
 from read_service.projections.event_log.connect import read_only_cursor
 
-# The money movements of the log up to each account's applied version, as statement lines. `applied` is a CTE
-# of (aggregate_id, version); `{events}` the log's table.
+# The fold is written here on purpose, not taken from the apply step: what each money event does to its
+# account (its kind and sign) and how a line's balance_after follows (a running sum over the log) are stated
+# a second time, in a different form (window functions over the whole log, not `apply_sql.MOVE_MONEY_CTES`'
+# per-batch deltas, nor `handlers.PROJECTIONS`' movements), so a mistake in either is found as drift instead
+# of being repeated by the yardstick. Within this module each piece is written once.
 _KIND = """CASE e.event_type WHEN 'MoneyDeposited' THEN 'deposit' WHEN 'MoneyWithdrawn' THEN 'withdrawal'
     WHEN 'TransferCredited' THEN 'transfer_in' WHEN 'TransferDebited' THEN 'transfer_out' END"""
+_SIGNED_AMOUNT = "CASE WHEN kind IN ('deposit', 'transfer_in') THEN amount ELSE -amount END"
+# A digest of an account's statement lines, over the same text of each line, expected and actual alike.
+_DIGEST = """md5(string_agg(concat_ws('|', version, kind, amount, balance_after,
+                                     coalesce(counterparty::text, ''), coalesce(transfer_id::text, '')),
+                           ';' ORDER BY version))"""
+# The money movements of the log up to each account's applied version, as statement lines. `applied` is a CTE
+# of (aggregate_id, version); `{events}` the log's table.
 _LINES = f"""
 folded AS (
     SELECT e.aggregate_id, e.aggregate_version AS version, e.event_type, e.occurred_at,
@@ -43,21 +53,20 @@ folded AS (
            lower(e.data ->> 'transfer_id') AS transfer_id
       FROM {{events}} e JOIN applied a ON a.aggregate_id = e.aggregate_id AND e.aggregate_version <= a.version
 ),
-lines AS (
-    SELECT aggregate_id, version, kind, amount::numeric(20, 2) AS amount, counterparty, transfer_id,
-           sum(CASE WHEN kind IN ('deposit', 'transfer_in') THEN 1 ELSE -1 END * amount::numeric(20, 2))
-               OVER (PARTITION BY aggregate_id ORDER BY version) AS balance_after
+moves AS (
+    SELECT aggregate_id, version, kind, amount::numeric(20, 2) AS amount, counterparty, transfer_id
       FROM folded WHERE kind IS NOT NULL
+),
+lines AS (
+    SELECT *, sum({_SIGNED_AMOUNT}) OVER (PARTITION BY aggregate_id ORDER BY version) AS balance_after
+      FROM moves
 )"""
 # Expected state per account. `{applied}` is either the applied versions of the same database or the arrays
 # %(ids)s / %(versions)s (a log in another database).
 _FOLD = f"""
 WITH applied AS ({{applied}}), {_LINES},
 statements AS (
-    SELECT aggregate_id, count(*) AS lines,
-           md5(string_agg(concat_ws('|', version, kind, amount, balance_after, coalesce(counterparty, ''),
-                                    coalesce(transfer_id, '')), ';' ORDER BY version)) AS digest,
-           sum(CASE WHEN kind IN ('deposit', 'transfer_in') THEN amount ELSE -amount END) AS balance
+    SELECT aggregate_id, count(*) AS lines, {_DIGEST} AS digest, sum({_SIGNED_AMOUNT}) AS balance
       FROM lines GROUP BY aggregate_id
 )
 SELECT f.aggregate_id, count(*), max(f.version),
@@ -80,17 +89,12 @@ _LOG_VERSIONS = "SELECT aggregate_id, max(aggregate_version) FROM {events} GROUP
 _APPLIED = "SELECT aggregate_id, max(version), count(*) FROM applied_events GROUP BY aggregate_id"
 
 # What the read models hold, in the same shape (the digest over the same text of each line).
-_MODELS = """
+_MODELS = f"""
 SELECT coalesce(v.account_id, s.account_id), v.owner, v.currency, v.balance, v.status, v.version,
        v.opened_at, v.updated_at, coalesce(s.lines, 0), s.digest, v.account_id IS NOT NULL
   FROM account_view v
-  FULL JOIN (
-      SELECT account_id, count(*) AS lines,
-             md5(string_agg(concat_ws('|', version, kind, amount, balance_after,
-                                      coalesce(counterparty::text, ''), coalesce(transfer_id::text, '')),
-                            ';' ORDER BY version)) AS digest
-        FROM statement_lines GROUP BY account_id
-  ) s ON s.account_id = v.account_id
+  FULL JOIN (SELECT account_id, count(*) AS lines, {_DIGEST} AS digest
+               FROM statement_lines GROUP BY account_id) s ON s.account_id = v.account_id
 """
 _TOTALS = "SELECT currency, total_balance, accounts, open_accounts FROM currency_totals"
 
