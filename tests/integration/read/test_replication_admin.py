@@ -18,8 +18,11 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from read_service.projections.event_log.resubscribe import ResubscribeError, resubscribe_events
-from read_service.projections.event_log.subscription import replication_status
+from read_service.projections.event_log.replication_admin import (
+    ResubscribeError,
+    replication_status,
+    resubscribe_events,
+)
 from tests.integration.read.conftest import eventually
 from tests.support.private_postgres import PrivatePostgres
 

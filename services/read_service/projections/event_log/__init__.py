@@ -5,7 +5,8 @@
 - `logs`: the two logs a rebuild (and verify) can read, behind one interface: the replica table of the read
   database, and the optional event store;
 - `replica`: what the projector's replication fallback reads from the replica table, and its cursor;
-- `subscription`: the subscription that feeds the replica table, its status as the fallback, the API and
-  `replication_status` read it; `resubscribe`: putting it back after its slot lost its WAL;
+- `subscription`: the one query for the state of the subscription that feeds the replica table, and its
+  status as the fallback and the API show it; `replication_admin`: the operator's `replication_status` and
+  `resubscribe_events`, which puts the subscription back after its slot lost its WAL;
 - `connect`: the one way to open a read-only connection to a database other than Django's.
 """

@@ -14,7 +14,7 @@ from django.core.management.base import BaseCommand, CommandParser
 
 from cqrs_common import config
 from cqrs_common import logging as cqrs_logging
-from read_service.projections.event_log.subscription import replication_status
+from read_service.projections.event_log.replication_admin import replication_status
 
 
 class Command(BaseCommand):

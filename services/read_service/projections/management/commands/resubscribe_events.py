@@ -18,8 +18,11 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from cqrs_common import config
 from cqrs_common import logging as cqrs_logging
-from read_service.projections.event_log.resubscribe import ResubscribeError, resubscribe_events
-from read_service.projections.event_log.subscription import replication_status
+from read_service.projections.event_log.replication_admin import (
+    ResubscribeError,
+    replication_status,
+    resubscribe_events,
+)
 
 
 class Command(BaseCommand):

@@ -1,4 +1,8 @@
-"""Putting the read database's subscription back when its slot lost its WAL.
+"""The read database's subscription to the event log: is it working, and putting it back when it is not.
+
+`replication_status()` reads what any role may read on the read database (the subscription, its apply
+worker, the table's sync state) and, given a connection string of the publisher, the replication slot's
+`wal_status`. It is cheap enough for a health check (`python -m read_service replication_status`).
 
 `resubscribe_events()` is the way back from a slot whose WAL was removed (`wal_status = 'lost'`: the
 subscriber fell further behind than `max_slot_wal_keep_size` allows and can never catch up from it): drop
@@ -14,22 +18,111 @@ is short as ahead of the log (not drift), and the projector's replication path r
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import psycopg2
+from django.db import connection
 from psycopg2 import sql
 
 from cqrs_common.logging import get_logger
-from read_service.projections.event_log.connect import admin_cursor
+from read_service.projections.event_log.connect import admin_cursor, read_only_cursor
 from read_service.projections.event_log.rows import REPLICA_TABLE
-from read_service.projections.event_log.subscription import READY, SUBSCRIPTION_SUFFIX, subscription_read
+from read_service.projections.event_log.subscription import subscription_read
 
 log = get_logger(__name__)
 
 DEFAULT_PUBLICATION = "cqrs_events"
+SUBSCRIPTION_SUFFIX = "_events"  # the subscription is named after the read database (replication.sh)
+READY = "r"  # pg_subscription_rel.srsubstate once the initial copy is done and streaming has caught up
 DROP_ATTEMPTS = 10
+STATUS_APPLICATION_NAME = "replication_status"
 APPLICATION_NAME = "resubscribe_events"
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicationStatus:
+    subscription: str
+    exists: bool
+    enabled: bool = False
+    worker_running: bool = False
+    table_state: str | None = None  # of the replica table: i, d (copying), f, s, r (ready)
+    last_message_at: datetime | None = None  # last message from the publisher (keepalives included)
+    errors: int = 0  # apply and sync errors since the statistics were reset
+    slot_name: str | None = None
+    slot_wal_status: str | None = None  # reserved, extended, unreserved, lost; None: publisher not asked
+    slot_active: bool | None = None
+    problems: tuple[str, ...] = ()
+
+    @property
+    def healthy(self) -> bool:
+        return not self.problems
+
+    def to_dict(self) -> dict[str, Any]:
+        fields = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        fields["last_message_at"] = self.last_message_at.isoformat() if self.last_message_at else None
+        fields["problems"] = list(self.problems)
+        return {**fields, "healthy": self.healthy}
+
+
+def replication_status(
+    *, subscription: str | None = None, publisher_dsn: str | None = None, dsn: str | None = None
+) -> ReplicationStatus:
+    """The read database's subscription (default `<database>_events`) as it stands now.
+
+    `dsn`: the read database (default: Django's connection, the service's own role will do);
+    `publisher_dsn`: the write database, to read the slot's `wal_status` (skipped if None or unreachable)."""
+    with _cursor(dsn) as cursor:
+        cursor.execute("SELECT current_database()")
+        name = subscription or cursor.fetchone()[0] + SUBSCRIPTION_SUFFIX
+        found = subscription_read(cursor, table=REPLICA_TABLE, name=name)
+    if found is None:
+        return ReplicationStatus(name, exists=False, problems=(f"subscription {name} does not exist",))
+    enabled, slot, worker, table_state = found.enabled, found.slot, found.worker_running, found.table_state
+    errors = found.apply_errors + found.sync_errors
+    wal_status, active, slot_problem = _slot(publisher_dsn, slot)
+    problems = [
+        *([] if enabled else ["subscription disabled"]),
+        *([] if worker or not enabled else [f"apply worker not running ({errors} error(s) so far)"]),
+        *([] if table_state == READY else [f"replica table not in sync (state {table_state})"]),
+        *([slot_problem] if slot_problem else []),
+    ]
+    return ReplicationStatus(
+        name,
+        exists=True,
+        enabled=enabled,
+        worker_running=worker,
+        table_state=table_state,
+        last_message_at=found.last_message_at,
+        errors=errors,
+        slot_name=slot,
+        slot_wal_status=wal_status,
+        slot_active=active,
+        problems=tuple(problems),
+    )
+
+
+def _slot(publisher_dsn: str | None, slot: str | None) -> tuple[str | None, bool | None, str | None]:
+    if publisher_dsn is None or slot is None:
+        return None, None, None
+    try:
+        with read_only_cursor(publisher_dsn, application_name=STATUS_APPLICATION_NAME) as cursor:
+            cursor.execute("SELECT wal_status, active FROM pg_replication_slots WHERE slot_name = %s", [slot])
+            row = cursor.fetchone()
+    except psycopg2.Error as exc:
+        log.warning("publisher_connection_failed", error=str(exc).strip())
+        return None, None, None
+    if row is None:
+        return None, None, f"replication slot {slot} missing on the publisher"
+    wal_status, active = row
+    problem = {
+        "lost": f"replication slot {slot} lost its WAL: run `python -m read_service resubscribe_events`",
+        "unreserved": f"replication slot {slot} is about to lose its WAL",
+    }.get(wal_status)
+    return wal_status, active, problem
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,3 +227,14 @@ def _wait_until_ready(cursor: Any, name: str, deadline: float) -> int:
         if time.monotonic() > deadline:
             raise ResubscribeError(f"subscription {name} not in sync in time (state {state})")
         time.sleep(0.2)
+
+
+@contextmanager
+def _cursor(dsn: str | None) -> Iterator[Any]:
+    """Django's connection (the service's own role will do), or a read-only one to `dsn`."""
+    if dsn is None:
+        with connection.cursor() as cursor:
+            yield cursor
+        return
+    with read_only_cursor(dsn, application_name=STATUS_APPLICATION_NAME) as cursor:
+        yield cursor
