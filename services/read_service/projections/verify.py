@@ -29,6 +29,7 @@ from uuid import UUID
 from django.db import connection, transaction
 
 from read_service.projections.event_log.connect import read_only_cursor
+from read_service.projections.event_log.rows import EVENT_STORE_TABLE, REPLICA_TABLE
 
 # The fold is written here on purpose, not taken from the apply step: what each money event does to its
 # account (its kind and sign) and how a line's balance_after follows (a running sum over the log) are stated
@@ -174,8 +175,8 @@ def read_models_verify(*, event_store_dsn: str | None = None) -> VerifyReport:
         models = {row[0]: row for row in _fetch(cursor, _MODELS)}
         totals = {row[0]: (row[1], row[2], row[3]) for row in _fetch(cursor, _TOTALS)}
         if event_store_dsn is None:
-            folded, log_versions = _fold(cursor, "public.events", _APPLIED_HERE, {})
-            explain = _explainer(cursor, "public.events")
+            folded, log_versions = _fold(cursor, REPLICA_TABLE, _APPLIED_HERE, {})
+            explain = _explainer(cursor, REPLICA_TABLE)
             report = _compare(applied, models, totals, folded, log_versions, explain)
     if event_store_dsn is not None:
         params = {"ids": [str(a) for a in applied], "versions": [v for v, _ in applied.values()]}
@@ -183,8 +184,8 @@ def read_models_verify(*, event_store_dsn: str | None = None) -> VerifyReport:
             read_only_cursor(event_store_dsn, application_name="verify_read_models") as store,
             _read_models_cursor() as cursor,
         ):
-            folded, log_versions = _fold(store, "events", _APPLIED_GIVEN, params)
-            explain = _explainer(store, "events", cursor)
+            folded, log_versions = _fold(store, EVENT_STORE_TABLE, _APPLIED_GIVEN, params)
+            explain = _explainer(store, EVENT_STORE_TABLE, cursor)
             report = _compare(applied, models, totals, folded, log_versions, explain)
     report.seconds = time.monotonic() - started
     return report

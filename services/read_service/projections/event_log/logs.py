@@ -12,7 +12,7 @@ from typing import Any, Protocol
 from uuid import UUID
 
 from read_service.projections.event_log.connect import read_only_connect
-from read_service.projections.event_log.rows import REPLICA_TABLE, wire_sql
+from read_service.projections.event_log.rows import EVENT_STORE_TABLE, REPLICA_TABLE, wire_sql
 
 # A row of a log as the rebuild reads it: where it stands, which event, and the event (rows.py).
 LOG_ROW = f"e.position, e.event_id, {wire_sql('e')}"
@@ -72,17 +72,17 @@ class EventStoreLog:
     def __init__(self, dsn: str, application_name: str = "rebuild_read_models") -> None:
         self._connection = read_only_connect(dsn, application_name=application_name)
         with self._connection.cursor() as store:
-            store.execute("SELECT to_regclass('events') IS NOT NULL")
+            store.execute("SELECT to_regclass(%s) IS NOT NULL", [EVENT_STORE_TABLE])
             if not store.fetchone()[0]:
                 self.close()
                 raise LookupError("the event store has no events table: set up its subscription first")
-            store.execute("SELECT coalesce(max(replica_seq), 0) FROM events")
+            store.execute(f"SELECT coalesce(max(replica_seq), 0) FROM {EVENT_STORE_TABLE}")
             self.seen: int = store.fetchone()[0]
 
     def rows_after_position(self, cursor: Any, position: int, limit: int) -> list[tuple]:
         with self._connection.cursor() as store:
             store.execute(
-                f"SELECT {LOG_ROW} FROM events e WHERE position > %s ORDER BY position LIMIT %s",
+                f"SELECT {LOG_ROW} FROM {EVENT_STORE_TABLE} e WHERE position > %s ORDER BY position LIMIT %s",
                 [position, limit],
             )
             return store.fetchall()
@@ -93,7 +93,7 @@ class EventStoreLog:
         while True:
             with self._connection.cursor() as store:
                 store.execute(
-                    f"SELECT replica_seq, {LOG_ROW} FROM events e WHERE replica_seq > %s "
+                    f"SELECT replica_seq, {LOG_ROW} FROM {EVENT_STORE_TABLE} e WHERE replica_seq > %s "
                     "ORDER BY replica_seq LIMIT %s",
                     [self.seen, limit],
                 )
@@ -118,7 +118,8 @@ class EventStoreLog:
         still to be read, not one the rebuild failed to apply."""
         with self._connection.cursor() as store:
             store.execute(
-                "SELECT event_id FROM events WHERE event_id = ANY(%s::uuid[]) AND replica_seq <= %s",
+                f"SELECT event_id FROM {EVENT_STORE_TABLE} WHERE event_id = ANY(%s::uuid[]) "
+                "AND replica_seq <= %s",
                 [[str(event_id) for event_id in event_ids], self.seen],
             )
             return {_uuid(event_id) for (event_id,) in store.fetchall()}

@@ -20,6 +20,8 @@ from read_service.projections.dead_letters import DeadLetterEntry, dead_letter_u
 
 # The replica of the write side's `events` in the read database (deploy/compose/replication/subscriber.sql).
 REPLICA_TABLE = "public.events"
+# The log in the optional event store: unqualified, as that database's own role sees it.
+EVENT_STORE_TABLE = "events"
 
 
 def wire_sql(row: str) -> str:

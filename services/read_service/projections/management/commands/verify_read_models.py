@@ -17,6 +17,7 @@ from django.core.management.base import BaseCommand, CommandParser
 
 from cqrs_common import config
 from cqrs_common import logging as cqrs_logging
+from read_service.projections.event_log.logs import EventStoreLog, ReplicaTableLog
 from read_service.projections.verify import AccountDrift, TotalDrift, VerifyReport, read_models_verify
 
 log = cqrs_logging.get_logger(__name__)
@@ -47,7 +48,7 @@ class Command(BaseCommand):
             if not options["wait"] or report.settled or time.monotonic() >= deadline:
                 break
             time.sleep(POLL_SECONDS)
-        self._report(report, source="event store" if event_store else "replica table public.events")
+        self._report(report, source=EventStoreLog.source if event_store else ReplicaTableLog.source)
         if not report.clean:
             sys.exit(DRIFT_EXIT)
         if options["wait"] and not report.settled:
