@@ -39,10 +39,10 @@ WORKDIR /app
 COPY --chown=10001:10001 services /app/services
 USER 10001:10001
 
-# Documentation only: write-service, read-service, relay metrics, projector metrics.
+# Documentation only: write-service, read-service, relay and projector (metrics and health).
 EXPOSE 8001 8002 9101 9102
 
-# The image's default check; Compose and Kubernetes set the right URL per process (readiness, metrics port).
+# The image's default check; Compose and Kubernetes set the right URL per process (its /readyz, its port).
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 CMD ["cqrs-healthcheck"]
 
 # The entrypoint execs the command unchanged (see deploy/docker/entrypoint.sh); the default command is the

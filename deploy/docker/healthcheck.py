@@ -3,7 +3,7 @@
 
 The URL comes from the argument or from HEALTHCHECK_URL. The image ships no curl or wget, and Python is there
 anyway; the standard library is enough. Used by the Dockerfile's HEALTHCHECK and by every app service in
-docker-compose.yml (web services check /readyz, the relay and the projector their /metrics port).
+docker-compose.yml (every one checks its /readyz).
 """
 
 from __future__ import annotations

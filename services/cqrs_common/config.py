@@ -196,6 +196,23 @@ def relay_database_timeout() -> float:
     return env.float("RELAY_DATABASE_TIMEOUT_SECONDS", default=20.0)
 
 
+# ------------------------------------------------------------------------- relay and projector: health
+
+
+def worker_readiness_seconds() -> float:
+    """A relay or projector loop that has not beaten for longer than this is not ready (/readyz, CONTRACT.md).
+    10 s: twice the longest wait a healthy loop makes between two beats (a 5 s retry backoff; idle waits and
+    a standby's lock retries take 1 s)."""
+    return env.float("WORKER_READINESS_SECONDS", default=10.0)
+
+
+def worker_liveness_seconds() -> float:
+    """A relay or projector loop that has not beaten for longer than this is stuck: /healthz answers 503 and
+    Kubernetes restarts the process. 60 s: above RabbitMQ's blocked-connection timeout (30 s), so a publish
+    that waits for it fails and is retried by the loop before a restart is asked for."""
+    return env.float("WORKER_LIVENESS_SECONDS", default=60.0)
+
+
 # ------------------------------------------------------------------------------------------ projector
 
 

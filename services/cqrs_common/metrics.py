@@ -3,14 +3,18 @@
 Lag histograms share buckets from 1 ms to 60 s. Every metric lives in the default registry (so a test can read
 any of them with `REGISTRY.get_sample_value`), but the relay and the projector each serve only their own on
 their port: `serve_metrics(port, process="relay")` exports the relay's metrics plus the standard `process_*`
-and `python_*` ones, so the relay never shows a projector gauge stuck at zero. The web services export
+and `python_*` ones, so the relay never shows a projector gauge stuck at zero. On the same port they answer
+`/readyz` and `/healthz` from their loops' heartbeats (`cqrs_common.heartbeat`). The web services export
 django-prometheus's metrics through gunicorn's multiprocess directory (see `gunicorn_conf`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Literal
+import json
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any, Literal
+from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 from prometheus_client import (
     GC_COLLECTOR,
@@ -22,12 +26,14 @@ from prometheus_client import (
     Gauge,
     Histogram,
     disable_created_metrics,
-    start_http_server,
+    make_wsgi_app,
 )
+from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.registry import Collector
 
 from cqrs_common import config
 from cqrs_common.events import EVENT_TYPES
+from cqrs_common.heartbeat import WorkerHealth
 
 # 1 ms .. 60 s: the steady-state target is a few ms, an outage is tens of seconds. 1 s (the lag SLO the alerts
 # use) is a bucket boundary, so the alert's quantile is exact at the threshold.
@@ -152,15 +158,50 @@ def serve_metrics(
     *,
     process: Process | None = None,
     addr: str = "0.0.0.0",
-) -> None:
+    health: WorkerHealth | None = None,
+) -> ThreadingWSGIServer:
     """Expose /metrics for a non-web process (relay, projector) on its own port, in a daemon thread.
 
     With `process` (by default SERVICE_NAME, when it names the relay or the projector), only that process's
-    metrics are served; otherwise the whole default registry.
+    metrics are served; otherwise the whole default registry. With `health`, the same port answers `/readyz`
+    and `/healthz` from the process's loops (CONTRACT.md). prometheus_client's own server thread, with one
+    WSGI app in front of its metrics app: nothing of the loops runs in the thread that answers the probes.
     """
     if registry is None:
         process = process or _process_named(config.service_name(""))
         registry = registry_for(process) if process else REGISTRY
     # `*_created` series double the output and nothing here reads them.
     disable_created_metrics()
-    start_http_server(port, addr=addr, registry=registry)
+    app = _with_health(make_wsgi_app(registry), health) if health is not None else make_wsgi_app(registry)
+    server = make_server(addr, port, app, ThreadingWSGIServer, handler_class=_SilentHandler)
+    threading.Thread(target=server.serve_forever, name=f"metrics-{port}", daemon=True).start()
+    return server
+
+
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+def _with_health(metrics_app: WsgiApp, health: WorkerHealth) -> WsgiApp:
+    probes = {"/readyz": health.readiness, "/healthz": health.liveness}
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        probe = probes.get(environ.get("PATH_INFO", ""))
+        if probe is None:
+            return metrics_app(environ, start_response)
+        status, body = probe()
+        payload = json.dumps(body).encode()
+        reason = "OK" if status == 200 else "Service Unavailable"
+        start_response(
+            f"{status} {reason}",
+            [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))],
+        )
+        return [payload]
+
+    return app
+
+
+class _SilentHandler(WSGIRequestHandler):
+    """No access log line per scrape or probe (a probe every few seconds would drown the process's log)."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass

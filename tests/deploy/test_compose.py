@@ -133,11 +133,11 @@ def test_app_services_wait_for_their_database_the_migrations_and_the_broker(comp
 
 
 def test_health_checks_probe_what_each_process_serves(compose: dict[str, Any]) -> None:
-    """Web services: /readyz on their port; relay and projector: /metrics on theirs (CONTRACT.md)."""
+    """Every app process: its readiness, /readyz on its port (the relay's and the projector's from their
+    loops' heartbeats, on their metrics port; CONTRACT.md)."""
     for process in APP_PROCESSES:
-        path = "/readyz" if process.endswith("-service") else "/metrics"
         test = services(compose)[process]["healthcheck"]["test"]
-        assert test == ["CMD", "cqrs-healthcheck", f"http://127.0.0.1:{native_port(process)}{path}"]
+        assert test == ["CMD", "cqrs-healthcheck", f"http://127.0.0.1:{native_port(process)}/readyz"]
 
 
 def test_every_variable_the_settings_read_is_set_for_each_process(compose: dict[str, Any]) -> None:

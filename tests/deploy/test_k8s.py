@@ -200,16 +200,18 @@ def test_the_migrate_job_runs_make_migrates_commands_in_order(base_objects: Obje
 
 
 def test_probes_point_at_what_each_process_serves(base_objects: Objects) -> None:
-    """Web services: readiness /readyz and liveness /healthz; relay and projector: /metrics on their port."""
+    """Every app process: readiness /readyz and liveness /healthz on its port (the relay's and the projector's
+    from their loops' heartbeats, on their metrics port; CONTRACT.md)."""
     for side in ("write_service", "read_service"):
         urls = (REPO / "services" / side / "urls.py").read_text()
         assert 'path("healthz"' in urls and 'path("readyz"' in urls and "django_prometheus.urls" in urls
+    served = (REPO / "services" / "cqrs_common" / "metrics.py").read_text()  # the relay's and the projector's
+    assert '"/readyz": health.readiness' in served and '"/healthz": health.liveness' in served
     for process in APP_PROCESSES:
         container = main_container(find(base_objects, "Deployment", process))
         ports = {p["name"]: p["containerPort"] for p in container["ports"]}
         readiness, liveness = container["readinessProbe"]["httpGet"], container["livenessProbe"]["httpGet"]
-        expected = ("/readyz", "/healthz") if process.endswith("-service") else ("/metrics", "/metrics")
-        assert (readiness["path"], liveness["path"]) == expected, process
+        assert (readiness["path"], liveness["path"]) == ("/readyz", "/healthz"), process
         assert ports[readiness["port"]] == ports[liveness["port"]] == native_port(process), process
 
 

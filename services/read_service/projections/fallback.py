@@ -16,7 +16,8 @@ Everything goes through the same apply step as the broker path, with path="repli
 bring the same event, the account locks of the apply step make one of them a counted duplicate.
 
 Polling, not LISTEN: the write side's NOTIFY does not cross logical replication. Every 0.5 s while the broker
-path is active (the 2 s grace period dominates the delay anyway), every 0.15 s while it is not.
+path is active (the 2 s grace period dominates the delay anyway), every 0.15 s while it is not. Each round and
+each applied batch beats (`heartbeat`: /readyz and /healthz); a failed round beats `round_failed`.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from typing import Any
 from django.db import InterfaceError, OperationalError, connection
 
 from cqrs_common import metrics
+from cqrs_common.heartbeat import UNAVAILABLE, Heartbeat
 from cqrs_common.logging import get_logger
 from read_service.projections.apply import REPLICATION, apply_each, apply_events, parked_ready_drain
 from read_service.projections.event_log.replica import (
@@ -64,6 +66,7 @@ class ReplicationFallback:
         self._heartbeat_due = 0.0
         self._status: str | None = None
         self._status_due = 0.0
+        self.heartbeat = Heartbeat("replication_fallback")
 
     def run(self, path: ActivePath, halt: threading.Event) -> None:
         """Rounds until `halt` is set; database failures are logged and retried with backoff."""
@@ -74,8 +77,10 @@ class ReplicationFallback:
                 try:
                     self.round(path.current)
                     failures = 0
+                    self.heartbeat.beat("replicating" if path.current == REPLICATION else "filling_gaps")
                 except Exception as exc:  # the thread must outlive any failure; the next round retries
                     failures += 1
+                    self.heartbeat.beat("round_failed", UNAVAILABLE)
                     metrics.PROJECTOR_FAILURES.labels(component="replication_fallback").inc()
                     log.warning(
                         "replication_fallback_failed",
@@ -133,6 +138,7 @@ class ReplicationFallback:
                 return applied
 
     def _apply(self, wires: list[dict[str, Any]]) -> int:
+        self.heartbeat.touch()  # a round over a long outage's backlog applies many batches
         batch = events_read(wires)
         try:
             outcome = apply_events(batch.events, path=REPLICATION, refused=batch.refused)

@@ -24,6 +24,10 @@ With a `fallback` (the management command always gives one), the replication pat
 its own thread (`fallback.py`): it fills what the broker has not delivered within a grace period, and while
 the loop has no broker connection the active path is `replication` and the fallback applies everything the
 replicated log brings at once; the loop switches back to `broker` as soon as it is connected again.
+
+Both loops beat (`heartbeat`, served as /readyz and /healthz): this one `consuming` on every turn (a receive
+waits at most `receive_timeout`), `database_unavailable` before each retry of a batch, `broker_unavailable`
+before each reconnection (ready all the same with a fallback: it carries the projection meanwhile).
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exp
 
 from cqrs_common import metrics
 from cqrs_common.events import EventEnvelope
+from cqrs_common.heartbeat import OK, UNAVAILABLE, Heartbeat
 from cqrs_common.logging import get_logger
 from cqrs_common.messaging import BrokerError, Consumer, Delivery
 from read_service.projections.apply import BROKER, REPLICATION, ApplyOutcome, apply_each, apply_events
@@ -65,6 +70,7 @@ class Projector:
         self._fallback = fallback
         self._last_heartbeat = 0.0
         self.path = ActivePath()
+        self.heartbeat = Heartbeat("consumer")
 
     def run(self, stop: threading.Event) -> None:
         """Consumes until `stop` is set; reconnects to the broker with backoff whenever it is lost."""
@@ -81,9 +87,11 @@ class Projector:
         def on_failure(state: RetryCallState) -> None:
             error = state.outcome.exception() if state.outcome else None
             if isinstance(error, BrokerError):
+                self.heartbeat.beat("broker_unavailable", OK if self._fallback is not None else UNAVAILABLE)
                 log_failure(state)
                 self._use_path(REPLICATION)
                 return
+            self.heartbeat.beat("loop_failed", UNAVAILABLE)
             # Not the broker: a failure nobody foresaw. The process stays up; unacknowledged messages go
             # back to the queue with the connection and the loop starts over after the backoff.
             metrics.PROJECTOR_FAILURES.labels(component="consumer").inc()
@@ -123,6 +131,7 @@ class Projector:
         self._use_path(BROKER)
         try:
             while not stop.is_set():
+                self.heartbeat.beat("consuming")
                 self._heartbeat()
                 deliveries = consumer.receive(self._batch_size, timeout=self._receive_timeout, idle=0.0)
                 if not deliveries:
@@ -200,12 +209,18 @@ class Projector:
     ) -> ApplyOutcome:
         """The batch's one transaction, dead-letter records included; retried while the database is
         unreachable (the batch stays held, unacknowledged)."""
+        log_failure = _log_retry("database_unavailable", reconnect=True)
+
+        def on_failure(state: RetryCallState) -> None:
+            self.heartbeat.beat("database_unavailable", UNAVAILABLE)
+            log_failure(state)
+
         retrying = Retrying(
             retry=retry_if_exception_type((OperationalError, InterfaceError)),
             wait=wait_exponential_jitter(multiplier=0.1, max=5.0),
             stop=lambda _state: stop.is_set(),
             sleep=lambda seconds: _keep_alive(consumer, seconds),
-            before_sleep=_log_retry("database_unavailable", reconnect=True),
+            before_sleep=on_failure,
             reraise=True,
         )
         return retrying(apply, events, path=BROKER, refused=refused)

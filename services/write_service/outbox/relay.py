@@ -5,6 +5,11 @@ then mark them published in one UPDATE; the next batch is already on its way whi
 between confirm and mark publishes the batch again on restart: duplicates, never a gap (the projector
 ignores duplicates). While RabbitMQ is down the relay retries with
 backoff, the write-service keeps accepting commands, and the outbox grows; on reconnect it drains.
+
+The loop beats (`heartbeat`, served as /readyz and /healthz): `leader` on every turn and every confirmed
+batch, `standby` while another relay leads, `broker_unavailable` or `database_unavailable` before each retry.
+Every wait between two beats is bounded: the idle wait (`poll_interval`), the standby's lock retry, the
+backoff.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exp
 
 from cqrs_common import metrics
 from cqrs_common.events import EventEnvelope
+from cqrs_common.heartbeat import STANDBY, UNAVAILABLE, Heartbeat
 from cqrs_common.logging import get_logger
 from cqrs_common.messaging import BrokerError, Publisher
 from write_service.outbox.leadership import leadership_holder, leadership_try_acquire
@@ -39,6 +45,8 @@ from write_service.outbox.store import (
 )
 
 log = get_logger(__name__)
+
+LEADER = "leader"  # the heartbeat's state while the relay leads and publishes (status ok)
 
 
 @dataclass(frozen=True)
@@ -91,6 +99,7 @@ class Relay:
         self._metrics_due = 0.0
         self._lost_slots: set[str] = set()
         self._blocked_since: float | None = None  # when RabbitMQ began to block publishing (an alarm)
+        self.heartbeat = Heartbeat("relay")
 
     def run(self) -> None:
         """Runs until a stop is requested; survives database and broker outages."""
@@ -152,6 +161,7 @@ class Relay:
         marked = events_mark_published(
             self._require_session(), positions=[event.position for event in events]
         )
+        self.heartbeat.beat(LEADER)  # a backlog takes many batches: each one is progress
         self._record_published(events, confirmed_at, marked)
         self._refresh_gauges()
         return len(events)
@@ -170,6 +180,7 @@ class Relay:
         session_listen(self._session)
         self._refresh_gauges(force=True)
         while not self.stopper.requested:
+            self.heartbeat.beat(LEADER)
             self._drain_with_retries()
             # Not forced: two more queries after every drain would sit between the next commit and its
             # publication. The gauges follow within `metrics_interval`.
@@ -187,6 +198,7 @@ class Relay:
             if leadership_try_acquire(session):
                 log.info("relay_leadership_acquired", backend_pid=session.get_backend_pid())
                 return True
+            self.heartbeat.beat("standby", STANDBY)
             if not announced:
                 log.info("relay_standing_by", leader_backend_pid=leadership_holder(session))
                 announced = True
@@ -299,6 +311,7 @@ class Relay:
         self._lost_slots = lost
 
     def _on_broker_failure(self, state: RetryCallState) -> None:
+        self.heartbeat.beat("broker_unavailable", UNAVAILABLE)
         self._close_publisher()
         log.warning(
             "broker_connection_failed",
@@ -310,6 +323,7 @@ class Relay:
 
     def _on_database_failure(self, state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
+        self.heartbeat.beat("database_unavailable", UNAVAILABLE)
         log.warning(
             "database_connection_failed",
             error=str(exc).strip(),

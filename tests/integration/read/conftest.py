@@ -277,17 +277,18 @@ def eventually(check: Callable[[], Any], timeout: float = 10.0, interval: float 
 
 @contextlib.contextmanager
 def projector_command(
-    broker_url: str, *, log_level: str = "INFO", capture: bool = False
+    broker_url: str, *, log_level: str = "INFO", capture: bool = False, env: dict[str, str] | None = None
 ) -> Iterator[tuple[subprocess.Popen, int]]:
     """`python -m read_service projector` as supervisor runs it, on this tier's broker and database, and the
-    port of its /metrics; its output piped when `capture`, else discarded. Killed on leaving if it still runs
-    (a test that stops it itself checks how it stopped)."""
+    port of its /metrics; its output piped when `capture`, else discarded; `env` adds settings. Killed on
+    leaving if it still runs (a test that stops it itself checks how it stopped)."""
     port = free_port()
-    env = {**os.environ, "RABBITMQ_URL": broker_url, "SERVICE_NAME": "projector", "LOG_LEVEL": log_level}
+    own = {"RABBITMQ_URL": broker_url, "SERVICE_NAME": "projector", "LOG_LEVEL": log_level, **(env or {})}
+    environment = {**os.environ, **own}
     output = subprocess.PIPE if capture else subprocess.DEVNULL
     process = subprocess.Popen(
         [sys.executable, "-m", "read_service", "projector", "--metrics-port", str(port)],
-        env=env,
+        env=environment,
         stdout=output,
         stderr=subprocess.STDOUT if capture else subprocess.DEVNULL,
     )

@@ -1,7 +1,8 @@
 """`python -m read_service projector`: consume `read-service.projector` and keep the read models current.
 
 Stops cleanly on SIGTERM or SIGINT: the batch in hand is committed and acknowledged, then the connection is
-closed and the process exits 0. Metrics are served on PROJECTOR_METRICS_PORT (default 9102; 0 serves none).
+closed and the process exits 0. Metrics are served on PROJECTOR_METRICS_PORT (default 9102; 0 serves none),
+with /readyz and /healthz from the heartbeats of its two loops (CONTRACT.md).
 The replication fallback runs beside it: events the broker has not brought within REPLICATION_GRACE_SECONDS
 (default 2) are applied from the replicated events table, and all of them while the broker is unreachable.
 """
@@ -17,6 +18,7 @@ from django.core.management.base import BaseCommand, CommandParser
 
 from cqrs_common import config, metrics
 from cqrs_common import logging as cqrs_logging
+from cqrs_common.heartbeat import HealthBounds, WorkerHealth
 from cqrs_common.messaging import Consumer
 from read_service.projections.fallback import FallbackSettings, ReplicationFallback
 from read_service.projections.projector import Projector
@@ -38,8 +40,6 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         cqrs_logging.configure(config.service_name("projector"))
-        if options["metrics_port"]:
-            metrics.serve_metrics(options["metrics_port"], process="projector")
         stop = threading.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stop.set())
@@ -49,4 +49,9 @@ class Command(BaseCommand):
             return Consumer(settings.RABBITMQ_URL, connection_name="projector", prefetch=prefetch)
 
         fallback = ReplicationFallback(FallbackSettings(grace_seconds=options["replication_grace_seconds"]))
-        Projector(connect, batch_size=options["batch_size"], fallback=fallback).run(stop)
+        projector = Projector(connect, batch_size=options["batch_size"], fallback=fallback)
+        if options["metrics_port"]:
+            bounds = HealthBounds(config.worker_readiness_seconds(), config.worker_liveness_seconds())
+            health = WorkerHealth(bounds, projector.heartbeat, fallback.heartbeat)
+            metrics.serve_metrics(options["metrics_port"], process="projector", health=health)
+        projector.run(stop)

@@ -2,7 +2,7 @@
 
 Stops cleanly on SIGTERM or SIGINT: the batch in hand is confirmed and marked, then the connections close
 (which releases the leadership to a standby at once). Metrics are served on RELAY_METRICS_PORT (default 9101;
-0 serves none).
+0 serves none), with /readyz and /healthz from the loop's heartbeat (CONTRACT.md).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from django.core.management.base import BaseCommand
 
 from cqrs_common import config, metrics
 from cqrs_common import logging as cqrs_logging
+from cqrs_common.heartbeat import HealthBounds, WorkerHealth
 from write_service.outbox.relay import Relay, RelaySettings, Stopper
 
 
@@ -27,9 +28,6 @@ class Command(BaseCommand):
         stopper = Stopper()
         signal.signal(signal.SIGTERM, stopper.request)
         signal.signal(signal.SIGINT, stopper.request)
-        metrics_port = config.relay_metrics_port()
-        if metrics_port:
-            metrics.serve_metrics(metrics_port, process="relay")
         relay_settings = RelaySettings(
             database=settings.DATABASES["default"],
             broker_url=settings.RABBITMQ_URL,
@@ -40,4 +38,9 @@ class Command(BaseCommand):
             leadership_timeout=config.relay_leadership_timeout(),
             database_timeout=config.relay_database_timeout(),
         )
-        Relay(relay_settings, stopper).run()
+        relay = Relay(relay_settings, stopper)
+        metrics_port = config.relay_metrics_port()
+        if metrics_port:
+            bounds = HealthBounds(config.worker_readiness_seconds(), config.worker_liveness_seconds())
+            metrics.serve_metrics(metrics_port, process="relay", health=WorkerHealth(bounds, relay.heartbeat))
+        relay.run()

@@ -1,0 +1,63 @@
+"""The relay's /readyz and /healthz come from its loop's heartbeat (CONTRACT.md, "Health of the relay and the
+projector"): the leader is ready, a standby is ready and says it stands by, a relay that cannot publish is
+unready but live. `python -m write_service relay` processes on the test database and broker."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from cqrs_common.messaging import Consumer
+from tests.integration.write.outbox.conftest import Outbox, receive_events
+from tests.support.processes import ServiceProcess, eventually, free_port
+from tests.support.worker_health import probe
+
+
+def _started(start: Callable[..., ServiceProcess], name: str, **env: str) -> tuple[ServiceProcess, str]:
+    port = free_port()
+    return start(name, RELAY_METRICS_PORT=str(port), **env), f"http://127.0.0.1:{port}"
+
+
+def _answers(url: str, status: int, body_status: str) -> Callable[[], dict[str, Any] | None]:
+    def check() -> dict[str, Any] | None:
+        code, body = probe(url)
+        return body if (code, body.get("status")) == (status, body_status) else None
+
+    return check
+
+
+def test_the_leader_is_ready_and_a_standby_is_ready_as_a_standby(
+    outbox: Outbox, consumer: Consumer, relay_processes: Callable[..., ServiceProcess]
+) -> None:
+    leader, leader_url = _started(relay_processes, "relay-a")
+    leader.wait_for_log("relay_leadership_acquired")
+    standby, standby_url = _started(relay_processes, "relay-b")
+    standby.wait_for_log("relay_standing_by")
+
+    ready = eventually(_answers(f"{leader_url}/readyz", 200, "ok"), timeout=20, what="the leader ready")
+    assert ready["loops"]["relay"]["state"] == "leader"
+    waiting = eventually(
+        _answers(f"{standby_url}/readyz", 200, "standby"), timeout=20, what="the standby standing by"
+    )
+    assert waiting["loops"]["relay"]["state"] == "standby"
+    assert probe(f"{leader_url}/healthz")[0] == probe(f"{standby_url}/healthz")[0] == 200
+
+    assert leader.terminate() == 0
+    standby.wait_for_log("relay_leadership_acquired", timeout=10)
+    eventually(_answers(f"{standby_url}/readyz", 200, "ok"), timeout=20, what="the new leader ready")
+    appended = outbox.append(5)
+    assert [e.event_id for e in receive_events(consumer, 5)] == [a.event_id for a in appended]
+
+
+def test_a_relay_that_cannot_reach_the_broker_is_unready_but_live(
+    outbox: Outbox, relay_processes: Callable[..., ServiceProcess]
+) -> None:
+    # Nothing listens on that port: every publish attempt fails at once, and the relay retries.
+    nowhere = f"amqp://write-service:write-service@127.0.0.1:{free_port()}/cqrs"
+    relay, url = _started(relay_processes, "relay-no-broker", RABBITMQ_URL=nowhere)
+    relay.wait_for_log("relay_leadership_acquired")
+    outbox.append(3)
+    unready = eventually(_answers(f"{url}/readyz", 503, "unavailable"), timeout=20, what="the relay unready")
+    assert unready["loops"]["relay"]["state"] == "broker_unavailable"
+    relay.wait_for_log("broker_connection_failed")
+    assert probe(f"{url}/healthz")[0] == 200  # failing and retrying is not stuck
