@@ -202,15 +202,34 @@ def relay_database_timeout() -> float:
 def worker_readiness_seconds() -> float:
     """A relay or projector loop that has not beaten for longer than this is not ready (/readyz, CONTRACT.md).
     10 s: twice the longest wait a healthy loop makes between two beats (a 5 s retry backoff; idle waits and
-    a standby's lock retries take 1 s)."""
+    a standby's lock retries take 1 s), and above the lock timeout, so a loop waiting on a lock turns unready
+    only once it waited longer than any lock this system holds in normal operation."""
     return env.float("WORKER_READINESS_SECONDS", default=10.0)
 
 
 def worker_liveness_seconds() -> float:
     """A relay or projector loop that has not beaten for longer than this is stuck: /healthz answers 503 and
-    Kubernetes restarts the process. 60 s: above RabbitMQ's blocked-connection timeout (30 s), so a publish
-    that waits for it fails and is retried by the loop before a restart is asked for."""
+    Kubernetes restarts the process. 60 s: above the statement timeout (30 s) and RabbitMQ's
+    blocked-connection timeout (30 s), so whatever those bound fails and is retried by the loop before a
+    restart is asked for; a loop past it is stuck where nothing bounds it."""
     return env.float("WORKER_LIVENESS_SECONDS", default=60.0)
+
+
+def worker_statement_timeout_seconds() -> float:
+    """PostgreSQL's `statement_timeout` on the relay's and the projector's sessions: a statement running
+    longer is cancelled, and the loop logs it and retries instead of hanging. 30 s: the workers' statements
+    take milliseconds (the longest, the relay's count of a million-event backlog, about a second), and below
+    the liveness bound, so the loop recovers before Kubernetes would restart it."""
+    return env.float("WORKER_STATEMENT_TIMEOUT_SECONDS", default=30.0)
+
+
+def worker_lock_timeout_seconds() -> float:
+    """PostgreSQL's `lock_timeout` on the relay's and the projector's sessions: a lock waited for longer fails
+    the statement, and the loop retries. 5 s: the locks the workers meet in normal operation (the other
+    projection path's batch, a relay's mark racing another's, a rebuild's swap) last well under a second;
+    below the readiness bound, so a loop that keeps failing on a held lock says so (`database_unavailable`)
+    instead of falling silent."""
+    return env.float("WORKER_LOCK_TIMEOUT_SECONDS", default=5.0)
 
 
 # ------------------------------------------------------------------------------------------ projector

@@ -27,7 +27,9 @@ replicated log brings at once; the loop switches back to `broker` as soon as it 
 
 Both loops beat (`heartbeat`, served as /readyz and /healthz): this one `consuming` on every turn (a receive
 waits at most `receive_timeout`), `database_unavailable` before each retry of a batch, `broker_unavailable`
-before each reconnection (ready all the same with a fallback: it carries the projection meanwhile).
+before each reconnection (ready all the same with a fallback: it carries the projection meanwhile). Its
+database statements are bounded by the session's statement and lock timeouts (`session_timeouts`), so a loop
+that stops beating is stuck where nothing bounds it.
 """
 
 from __future__ import annotations
@@ -212,6 +214,7 @@ class Projector:
         log_failure = _log_retry("database_unavailable", reconnect=True)
 
         def on_failure(state: RetryCallState) -> None:
+            # Also a statement cancelled by statement_timeout or lock_timeout: retried as a lost database is.
             self.heartbeat.beat("database_unavailable", UNAVAILABLE)
             log_failure(state)
 

@@ -9,7 +9,7 @@ backoff, the write-service keeps accepting commands, and the outbox grows; on re
 The loop beats (`heartbeat`, served as /readyz and /healthz): `leader` on every turn and every confirmed
 batch, `standby` while another relay leads, `broker_unavailable` or `database_unavailable` before each retry.
 Every wait between two beats is bounded: the idle wait (`poll_interval`), the standby's lock retry, the
-backoff.
+backoff, and the database's statements (`statement_timeout`, `lock_timeout`).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from datetime import datetime
 from typing import Any
 
 import psycopg2
+import psycopg2.errors
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential_jitter
 
 from cqrs_common import metrics
@@ -63,6 +64,9 @@ class RelaySettings:
     # its session); one that hears nothing from the database for `database_timeout` seconds stands by.
     leadership_timeout: float = 10.0
     database_timeout: float = 20.0
+    # A statement that runs or waits for a lock longer fails, and the relay starts over (config.py says why).
+    statement_timeout: float = 30.0
+    lock_timeout: float = 5.0
 
 
 class Stopper:
@@ -174,6 +178,8 @@ class Relay:
             application_name=self.settings.name,
             server_timeout=self.settings.leadership_timeout,
             client_timeout=self.settings.database_timeout,
+            statement_timeout=self.settings.statement_timeout,
+            lock_timeout=self.settings.lock_timeout,
         )
         if not self._await_leadership():
             return
@@ -324,8 +330,11 @@ class Relay:
     def _on_database_failure(self, state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
         self.heartbeat.beat("database_unavailable", UNAVAILABLE)
+        # A statement that ran into statement_timeout or lock_timeout: the session is fine, something holds
+        # the relay up (a long lock on `events`); starting over on a new session is the same retry.
+        timed_out = isinstance(exc, (psycopg2.errors.QueryCanceled, psycopg2.errors.LockNotAvailable))
         log.warning(
-            "database_connection_failed",
+            "database_statement_timed_out" if timed_out else "database_connection_failed",
             error=str(exc).strip(),
             attempt=state.attempt_number,
             retry_in_seconds=round(state.upcoming_sleep, 2),

@@ -18,6 +18,8 @@ import psycopg2
 import psycopg2.extensions
 import psycopg2.extras
 
+from cqrs_common.session_timeouts import postgres_options
+
 NOTIFY_CHANNEL = "cqrs_events"  # migration 0002: a trigger notifies it when events are inserted
 
 Session = psycopg2.extensions.connection
@@ -29,6 +31,8 @@ def session_open(
     application_name: str,
     server_timeout: float = 10.0,
     client_timeout: float = 20.0,
+    statement_timeout: float | None = None,
+    lock_timeout: float | None = None,
 ) -> Session:
     """Connects with a Django DATABASES entry, both ends watching the other (a silent peer is a dead one).
 
@@ -36,7 +40,14 @@ def session_open(
     relay, releasing the leadership lock, though no FIN or RST ever came (a partition, a power loss). Set per
     session, so the server's own defaults (keepalives after 2 hours) stay as they are for everyone else.
     `client_timeout`: the relay gives the session up after that long without an answer, and stands by.
+    `statement_timeout`, `lock_timeout`: a statement running or waiting for a lock that long fails instead of
+    holding the relay's loop (cqrs_common.session_timeouts); unset, the server's defaults (none).
     """
+    bounds = (
+        postgres_options(statement_timeout=statement_timeout, lock_timeout=lock_timeout)
+        if statement_timeout is not None and lock_timeout is not None
+        else []
+    )
     client = dead_peer_tcp(client_timeout)
     server = dead_peer_tcp(server_timeout)
     connection = psycopg2.connect(
@@ -65,6 +76,7 @@ def session_open(
                 f"-c tcp_keepalives_interval={server.keepalives_interval}",
                 f"-c tcp_keepalives_count={server.keepalives_count}",
                 f"-c tcp_user_timeout={server.user_timeout_ms}",
+                *bounds,
             ]
         ),
     )

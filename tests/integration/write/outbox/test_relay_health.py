@@ -61,3 +61,28 @@ def test_a_relay_that_cannot_reach_the_broker_is_unready_but_live(
     assert unready["loops"]["relay"]["state"] == "broker_unavailable"
     relay.wait_for_log("broker_connection_failed")
     assert probe(f"{url}/healthz")[0] == 200  # failing and retrying is not stuck
+
+
+def test_a_lock_held_on_the_outbox_times_out_the_relays_statement_and_the_relay_retries(
+    outbox: Outbox, relay_processes: Callable[..., ServiceProcess]
+) -> None:
+    """WORKER_LOCK_TIMEOUT_SECONDS on the relay's session: its statements fail instead of waiting, the loop
+    says so (unready, `database_unavailable`) and starts over, live all along; released, it leads again."""
+    relay, url = _started(relay_processes, "relay-locked-out", WORKER_LOCK_TIMEOUT_SECONDS="0.5")
+    relay.wait_for_log("relay_leadership_acquired")
+    eventually(_answers(f"{url}/readyz", 200, "ok"), timeout=20, what="the relay ready")
+    blocker = outbox.connection
+    blocker.autocommit = False
+    try:
+        with blocker.cursor() as cursor:
+            cursor.execute("LOCK TABLE events IN ACCESS EXCLUSIVE MODE")
+        timed_out = relay.wait_for_log("database_statement_timed_out", timeout=20)
+        assert "lock timeout" in timed_out["error"]
+        unready = eventually(_answers(f"{url}/readyz", 503, "unavailable"), timeout=10, what="unready")
+        assert unready["loops"]["relay"]["state"] == "database_unavailable"
+        assert probe(f"{url}/healthz")[0] == 200
+    finally:
+        blocker.rollback()
+        blocker.autocommit = True
+    eventually(_answers(f"{url}/readyz", 200, "ok"), timeout=20, what="the relay ready again")
+    assert relay.process.poll() is None  # it never exited for it

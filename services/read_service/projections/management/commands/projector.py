@@ -2,7 +2,8 @@
 
 Stops cleanly on SIGTERM or SIGINT: the batch in hand is committed and acknowledged, then the connection is
 closed and the process exits 0. Metrics are served on PROJECTOR_METRICS_PORT (default 9102; 0 serves none),
-with /readyz and /healthz from the heartbeats of its two loops (CONTRACT.md).
+with /readyz and /healthz from the heartbeats of its two loops (CONTRACT.md); its database sessions get the
+workers' statement and lock timeouts.
 The replication fallback runs beside it: events the broker has not brought within REPLICATION_GRACE_SECONDS
 (default 2) are applied from the replicated events table, and all of them while the broker is unreachable.
 """
@@ -20,6 +21,7 @@ from cqrs_common import config, metrics
 from cqrs_common import logging as cqrs_logging
 from cqrs_common.heartbeat import HealthBounds, WorkerHealth
 from cqrs_common.messaging import Consumer
+from cqrs_common.session_timeouts import bound_django_sessions
 from read_service.projections.fallback import FallbackSettings, ReplicationFallback
 from read_service.projections.projector import Projector
 
@@ -40,6 +42,10 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         cqrs_logging.configure(config.service_name("projector"))
+        bound_django_sessions(
+            statement_timeout=config.worker_statement_timeout_seconds(),
+            lock_timeout=config.worker_lock_timeout_seconds(),
+        )
         stop = threading.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stop.set())

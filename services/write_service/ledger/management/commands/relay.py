@@ -37,6 +37,8 @@ class Command(BaseCommand):
             max_backoff=config.relay_max_backoff(),
             leadership_timeout=config.relay_leadership_timeout(),
             database_timeout=config.relay_database_timeout(),
+            statement_timeout=config.worker_statement_timeout_seconds(),
+            lock_timeout=config.worker_lock_timeout_seconds(),
         )
         relay = Relay(relay_settings, stopper)
         metrics_port = config.relay_metrics_port()
