@@ -58,6 +58,11 @@ class ComposeSystem(ApiClient):
         self.write_database_url = (
             f"postgres://cqrs_write:cqrs_write@127.0.0.1:{PORTS['WRITE_DB_HOST_PORT']}/cqrs_write"
         )
+        self.read_database_url = (
+            f"postgres://cqrs_read:cqrs_read@127.0.0.1:{PORTS['READ_DB_HOST_PORT']}/cqrs_read"
+        )
+        self.relay_url = f"http://127.0.0.1:{PORTS['RELAY_METRICS_HOST_PORT']}"
+        self.projector_url = f"http://127.0.0.1:{PORTS['PROJECTOR_METRICS_HOST_PORT']}"
 
     def compose(
         self, *args: str, timeout: float = 600, check: bool = True, **env: str
