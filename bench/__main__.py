@@ -25,8 +25,8 @@ from bench.scenarios import SCENARIOS
 from bench.scenarios.common import Context, ScenarioResult, wait_applied
 from bench.settings import MODES, Mode
 from bench.system import BenchSystem
-from tests.support.private_rabbitmq import PrivateRabbitMQ
-from tests.support.processes import DEVELOPMENT_SECRETS_ALLOWED, REPO
+from devkit.private_rabbitmq import PrivateRabbitMQ
+from devkit.processes import DEVELOPMENT_SECRETS_ALLOWED, REPO
 
 SETUP_SECONDS = 25.0
 

@@ -17,8 +17,8 @@ from urllib.parse import urlsplit
 import psycopg2
 
 from cqrs_common.messaging import DEAD_LETTER_QUEUE, PROJECTOR_QUEUE, Consumer
-from tests.support.processes import PYTHON, REPO
-from tests.support.replication import replica_reset
+from devkit.processes import PYTHON, REPO
+from devkit.replication import replica_reset
 
 WRITE_DB_PORT = int(os.environ.get("WRITE_DB_PORT", "5433"))
 READ_DB_PORT = int(os.environ.get("READ_DB_PORT", "5434"))
@@ -101,7 +101,7 @@ def reset(databases: Databases) -> str | None:
 
     The publication carries inserts only, so rows of emptied write tables stay in the replica, where the
     projector's replication path would apply them to the fresh read models: the replica is emptied too, as
-    the tests do it (tests/support/replication.py). Identities are not restarted: no position is seen twice.
+    the tests do it (devkit/replication.py). Identities are not restarted: no position is seen twice.
     """
     for url in (databases.write_url, databases.read_url):
         _truncate_own_tables(url)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.infra import Databases
-from tests.support.processes import PYTHON, REPO
+from devkit.processes import PYTHON, REPO
 
 READY_TIMEOUT_SECONDS = 120
 

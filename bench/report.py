@@ -15,7 +15,7 @@ from typing import Any
 from bench.scenarios.common import ScenarioResult
 from bench.settings import TARGETS, Mode
 from bench.stats import median_and_spread
-from tests.support.processes import REPO
+from devkit.processes import REPO
 
 # Rows of the table: result key, label, unit, decimals.
 ROWS = (

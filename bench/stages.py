@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import requests
 
-from tests.support.system_processes import metrics_sample
+from devkit.system_processes import metrics_sample
 
 HISTOGRAMS = {
     "relay": ("cqrs_publish_lag_seconds",),

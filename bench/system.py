@@ -1,4 +1,4 @@
-"""The system under measurement, started as a user starts it (tests/support/system_processes.py) on free
+"""The system under measurement, started as a user starts it (devkit/system_processes.py) on free
 ports: write-service and read-service under gunicorn with their default settings, the relay and the projector.
 
 The relay and the projector (the pipeline) are started and stopped on their own: the drain scenario
@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from bench.infra import Databases
-from tests.support import system_processes
-from tests.support.processes import free_port
+from devkit import system_processes
+from devkit.processes import free_port
 
 TOKEN = "bench-token"
 START_TIMEOUT_SECONDS = 60

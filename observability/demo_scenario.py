@@ -18,14 +18,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import live_system
 import pika
 import requests
 
-if TYPE_CHECKING:
-    from tests.support.private_rabbitmq import PrivateRabbitMQ
+from devkit.private_rabbitmq import PrivateRabbitMQ
 
 ACCOUNTS = 20
 STEADY, BURST = 8.0, 30.0  # commands per second

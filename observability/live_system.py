@@ -13,9 +13,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,19 +20,10 @@ from typing import Any
 import requests
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-# This module is imported from observability/ (render_dashboard.py and demo_scenario.py run as scripts there),
-# where the repository's root, and so tests.support, is not on the path.
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from tests.support import system_processes  # noqa: E402
-from tests.support.processes import (  # noqa: E402
-    DEVELOPMENT_SECRETS_ALLOWED,
-    PYTHON,
-    ServiceProcess,
-    free_port,
-)
+from devkit import system_processes
+from devkit.polling import eventually
+from devkit.private_rabbitmq import PrivateRabbitMQ
+from devkit.processes import DEVELOPMENT_SECRETS_ALLOWED, PYTHON, REPO, ServiceProcess, free_port
 
 RULES = REPO / "observability" / "prometheus" / "rules"
 PROCESSES = ("write-service", "read-service", "relay", "projector")
@@ -46,8 +34,6 @@ READY_AT = {
     "projector": "/metrics",
     "prometheus": "/-/ready",
 }
-# The services' packages of this checkout, also under a Python where cqrs-lab is not installed.
-_SERVICES_PATH = {"PYTHONPATH": str(REPO / "services")}
 
 
 class PrometheusMissing(RuntimeError):
@@ -63,18 +49,8 @@ class Environment(system_processes.Backends):
     scrape_interval: str = "1s"
 
 
-def wait_for(check: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
-    """Polls `check` until it returns something truthy (connection errors count as not yet)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            result = check()
-            if result:
-                return result
-        except (requests.RequestException, OSError):
-            pass
-        time.sleep(0.2)
-    raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}")
+# What a server that is still starting answers: no connection, or a refused one.
+NOT_YET = (requests.RequestException, OSError)
 
 
 @dataclass
@@ -105,9 +81,14 @@ class LiveSystem:
             self._start_processes()
             for name, path in READY_AT.items():
                 url = f"{self.url(name)}{path}"
-                wait_for(lambda url=url: requests.get(url, timeout=2).ok, url)
+                eventually(lambda url=url: requests.get(url, timeout=2).ok, 30, 0.2, url, NOT_YET)
             # One relay leads per database: a standby here would leave this system's events to another one.
-            wait_for(self._relay_leads, "the relay to lead (no other relay may run on this write database)")
+            eventually(
+                self._relay_leads,
+                30,
+                0.2,
+                "the relay to lead (no other relay may run on this write database)",
+            )
         except BaseException:
             self.stop()
             raise
@@ -126,7 +107,6 @@ class LiveSystem:
             "WRITE_DATABASE_URL": self.environment.write_database_url,
             "READ_DATABASE_URL": self.environment.read_database_url,
             "LOG_FORMAT": "json",
-            **_SERVICES_PATH,
             **DEVELOPMENT_SECRETS_ALLOWED,
         }
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # as for the processes: see system_processes
@@ -134,12 +114,12 @@ class LiveSystem:
 
     def _start_processes(self) -> None:
         env = self.environment
-        web = {**_SERVICES_PATH, "WEB_CONCURRENCY": "2"}
+        web = {"WEB_CONCURRENCY": "2"}
         for name, package in (("write-service", "write_service"), ("read-service", "read_service")):
             self.processes[name] = system_processes.web_service(
                 name, package, self.ports[name], env, web, self._log(name)
             )
-        pipeline = {**_SERVICES_PATH, "LOG_LEVEL": "DEBUG" if self.debug_logs else "INFO"}
+        pipeline = {"LOG_LEVEL": "DEBUG" if self.debug_logs else "INFO"}
         self.processes["relay"] = system_processes.relay(
             "relay",
             env,
@@ -216,11 +196,9 @@ class LiveSystem:
         return lines
 
 
-def private_broker_with_metrics():
-    """A RabbitMQ node of its own (tests/support/private_rabbitmq.py) with the rabbitmq_prometheus plugin on a
-    free port: a broker this system may stop and start, with the metrics the dashboards read."""
-    from tests.support.private_rabbitmq import PrivateRabbitMQ
-
+def private_broker_with_metrics() -> PrivateRabbitMQ:
+    """A RabbitMQ node of its own (devkit/private_rabbitmq.py) with the rabbitmq_prometheus plugin on a free
+    port: a broker this system may stop and start, with the metrics the dashboards read."""
     node = PrivateRabbitMQ()
     node.metrics_address = f"127.0.0.1:{free_port()}"
     host, port = node.metrics_address.split(":")

@@ -17,7 +17,7 @@ from bench.progress import Progress
 from bench.readings import AppliedEvent, Readings
 from bench.settings import Mode
 from bench.system import BenchSystem
-from tests.support.private_rabbitmq import PrivateRabbitMQ
+from devkit.private_rabbitmq import PrivateRabbitMQ
 
 APPLY_TIMEOUT_SECONDS = 300
 

@@ -21,11 +21,11 @@ from uuid import UUID
 import pytest
 import requests
 
+from devkit.private_rabbitmq import PrivateRabbitMQ
+from devkit.processes import PYTHON, REPO
 from tests.chaos.harness import RESULTS, ChaosReadDatabase, ChaosWriteDatabase
 from tests.e2e.conftest import System, http, private_broker  # noqa: F401 (fixtures reused)
 from tests.support.private_postgres import PrivatePostgres
-from tests.support.private_rabbitmq import PrivateRabbitMQ
-from tests.support.processes import PYTHON, REPO
 
 ACCOUNTS = 12
 

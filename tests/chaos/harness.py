@@ -19,9 +19,10 @@ from uuid import UUID
 import psycopg2
 import requests
 
+from devkit.polling import eventually
+from devkit.processes import DEVELOPMENT_SECRETS_ALLOWED, PYTHON, REPO
 from tests.e2e.conftest import System
 from tests.support.private_postgres import PrivatePostgres
-from tests.support.processes import DEVELOPMENT_SECRETS_ALLOWED, PYTHON, REPO, eventually
 
 VERIFY_COMMAND = REPO / "services/read_service/projections/management/commands/verify_read_models.py"
 RESULTS: list[str] = []  # one line per scenario, printed in the terminal summary

@@ -14,6 +14,8 @@ from uuid import UUID
 import pytest
 
 from cqrs_common.messaging import DEAD_LETTER_QUEUE, Consumer, Delivery
+from devkit.polling import eventually
+from devkit.private_rabbitmq import PrivateRabbitMQ
 from tests.chaos.harness import (
     ChaosReadDatabase,
     Scenario,
@@ -25,8 +27,6 @@ from tests.chaos.harness import (
     read_rows,
 )
 from tests.e2e.conftest import System
-from tests.support.private_rabbitmq import PrivateRabbitMQ
-from tests.support.processes import eventually
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(600)]
 

@@ -15,6 +15,10 @@ from uuid import UUID
 import pytest
 import requests
 
+from devkit import system_processes
+from devkit.polling import eventually
+from devkit.private_rabbitmq import PrivateRabbitMQ
+from devkit.processes import ServiceProcess, free_port
 from tests.chaos.harness import (
     ChaosWriteDatabase,
     Scenario,
@@ -24,10 +28,7 @@ from tests.chaos.harness import (
     read_rows,
 )
 from tests.e2e.conftest import System
-from tests.support import system_processes
 from tests.support.network_cut import connection_cut, session_client_port
-from tests.support.private_rabbitmq import PrivateRabbitMQ
-from tests.support.processes import ServiceProcess, eventually, free_port
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(600)]
 

@@ -22,8 +22,8 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.api_client import ApiClient
-from tests.support.processes import REPO
+from devkit.api_client import ApiClient
+from devkit.processes import REPO
 
 TOKEN = "dev-token"
 # Host ports of the test project: none of the native run's (CONTRACT.md) nor of the machine's own servers.

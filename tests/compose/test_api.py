@@ -8,8 +8,9 @@ from decimal import Decimal
 import requests
 import yaml
 
+from devkit.polling import eventually
+from devkit.processes import REPO
 from tests.compose.conftest import ComposeSystem
-from tests.support.processes import REPO, eventually
 
 
 def test_the_readme_walkthrough(system: ComposeSystem, http: requests.Session) -> None:

@@ -11,8 +11,8 @@ from decimal import Decimal
 
 import requests
 
+from devkit.polling import eventually
 from tests.compose.conftest import ComposeSystem
-from tests.support.processes import eventually
 
 
 def test_broker_stopped_the_read_side_follows_by_replication_then_back_on_the_broker(

@@ -8,8 +8,8 @@ import subprocess
 
 import requests
 
+from devkit.processes import PYTHON, REPO
 from tests.compose.conftest import PROJECT, ComposeSystem
-from tests.support.processes import PYTHON, REPO
 
 
 def test_the_network_cut_experiment(system: ComposeSystem, http: requests.Session) -> None:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import psycopg2
 import requests
 
+from devkit.polling import eventually
 from tests.compose.conftest import PORTS, ComposeSystem
-from tests.support.processes import eventually
 
 PROFILE = {"COMPOSE_PROFILES": "eventstore"}
 WITH_OVERRIDE = {"COMPOSE_FILE": "docker-compose.yml:deploy/compose/eventstore.yml", **PROFILE}

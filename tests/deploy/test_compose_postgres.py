@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from packaging_support import REPO, PrivatePostgres, run
 
-from tests.support.processes import DEVELOPMENT_SECRETS_ALLOWED
+from devkit.processes import DEVELOPMENT_SECRETS_ALLOWED
 
 INIT_APP_DB = REPO / "deploy" / "compose" / "postgres" / "init-app-db.sh"
 REPLICATION_INIT = REPO / "deploy" / "compose" / "replication" / "replication-init.sh"

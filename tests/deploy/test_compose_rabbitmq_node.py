@@ -18,8 +18,8 @@ from packaging_support import REPO
 
 from cqrs_common import messaging
 from cqrs_common.events import EventEnvelope
-from tests.support.private_rabbitmq import PrivateRabbitMQ
-from tests.support.processes import free_port
+from devkit.private_rabbitmq import PrivateRabbitMQ
+from devkit.processes import free_port
 
 RABBITMQ = REPO / "deploy" / "compose" / "rabbitmq"
 

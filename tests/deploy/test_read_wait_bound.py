@@ -8,7 +8,7 @@ from typing import Any
 
 from packaging_support import container_env, find, native_programs, pod_spec
 
-from tests.support.system_processes import READ_SERVICE_THREADS
+from devkit.system_processes import READ_SERVICE_THREADS
 
 BOUND = ("WEB_THREADS", "READ_WAIT_MAX_CONCURRENT")
 

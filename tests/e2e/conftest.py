@@ -25,18 +25,12 @@ import pytest
 import requests
 
 from cqrs_common.messaging import DEAD_LETTER_QUEUE, PROJECTOR_QUEUE, Consumer
-from tests.support import system_processes
-from tests.support.api_client import ApiClient
-from tests.support.private_rabbitmq import PrivateRabbitMQ
-from tests.support.processes import (
-    DEVELOPMENT_SECRETS_ALLOWED,
-    PYTHON,
-    REPO,
-    ServiceProcess,
-    eventually,
-    free_port,
-)
-from tests.support.replication import event_positions_kept, replica_reset
+from devkit import system_processes
+from devkit.api_client import ApiClient
+from devkit.polling import eventually
+from devkit.private_rabbitmq import PrivateRabbitMQ
+from devkit.processes import DEVELOPMENT_SECRETS_ALLOWED, PYTHON, REPO, ServiceProcess, free_port
+from devkit.replication import event_positions_kept, replica_reset
 
 TOKEN = "e2e-token"
 DEFAULTS = {

@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from devkit.processes import PYTHON, REPO
 from tests.e2e.conftest import TOKEN, System
-from tests.support.processes import PYTHON, REPO
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from devkit.processes import PYTHON, REPO
 from tests.e2e.conftest import setting
-from tests.support.processes import PYTHON, REPO
 
 pytestmark = pytest.mark.slow
 

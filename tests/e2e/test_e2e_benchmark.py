@@ -12,8 +12,8 @@ import psycopg2
 import pytest
 import requests
 
+from devkit.polling import eventually
 from tests.e2e.conftest import System
-from tests.support.processes import eventually
 
 BACKLOG_COMMANDS = 10_000
 STEADY_RATE_PER_SECOND = 50

@@ -10,8 +10,8 @@ from decimal import Decimal
 import pytest
 import requests
 
+from devkit.private_rabbitmq import PrivateRabbitMQ
 from tests.e2e.conftest import System
-from tests.support.private_rabbitmq import PrivateRabbitMQ
 
 SIGNS = {"deposit": 1, "transfer_in": 1, "withdrawal": -1, "transfer_out": -1}
 

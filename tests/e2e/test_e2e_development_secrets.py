@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from tests.support.processes import PYTHON, REPO
-from tests.support.system_processes import GUNICORN, GUNICORN_CONFIG
+from devkit.processes import PYTHON, REPO
+from devkit.system_processes import GUNICORN, GUNICORN_CONFIG
 
 SECRETS = ("DJANGO_SECRET_KEY", "CQRS_API_TOKENS", "WRITE_DATABASE_URL", "READ_DATABASE_URL", "RABBITMQ_URL")
 # Values a real deployment would set: none is a development default.

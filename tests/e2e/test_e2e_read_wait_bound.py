@@ -1,7 +1,7 @@
 """Read-your-writes waits are bounded: many waits in flight on one read-service leave readiness and plain
 reads fast, and a wait past the bound answers 503 with Retry-After at once (CONTRACT.md, "Read API").
 
-read-service runs under gunicorn as every packaging runs it (tests/support/system_processes.py), on the
+read-service runs under gunicorn as every packaging runs it (devkit/system_processes.py), on the
 e2e read database, with two workers as in Compose and Kubernetes. Fifty clients ask for a version that
 never comes; meanwhile /readyz and a plain account read are timed one after the other.
 """
@@ -20,9 +20,9 @@ import psycopg2
 import pytest
 import requests
 
+from devkit import system_processes
+from devkit.processes import ServiceProcess, free_port
 from tests.e2e.conftest import setting
-from tests.support import system_processes
-from tests.support.processes import ServiceProcess, free_port
 
 WORKERS = 2
 WAITS = 50

@@ -9,8 +9,8 @@ import psycopg2
 import pytest
 import requests
 
+from devkit.polling import eventually
 from tests.e2e.conftest import System
-from tests.support.processes import eventually
 
 SIGNS = {"deposit": 1, "transfer_in": 1, "withdrawal": -1, "transfer_out": -1}
 

@@ -13,9 +13,9 @@ import psycopg2
 import pytest
 import requests
 
+from devkit.polling import eventually
+from devkit.private_rabbitmq import PrivateRabbitMQ
 from tests.e2e.conftest import System
-from tests.support.private_rabbitmq import PrivateRabbitMQ
-from tests.support.processes import eventually
 
 VISIBLE_WITHIN_SECONDS = 5.0
 

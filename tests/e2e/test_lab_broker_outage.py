@@ -8,9 +8,9 @@ import psycopg2
 import pytest
 import requests
 
+from devkit.private_rabbitmq import PrivateRabbitMQ
 from tests.e2e.conftest import System
 from tests.e2e.lab_experiments import run_experiment
-from tests.support.private_rabbitmq import PrivateRabbitMQ
 
 
 def test_without_consent_it_warns_and_stops_nothing(

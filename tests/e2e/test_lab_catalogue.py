@@ -7,8 +7,8 @@ import importlib
 import re
 import subprocess
 
+from devkit.processes import PYTHON, REPO
 from lab.__main__ import EXPERIMENTS
-from tests.support.processes import PYTHON, REPO
 
 DOCS = REPO / "docs"
 

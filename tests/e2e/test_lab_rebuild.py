@@ -11,10 +11,10 @@ from uuid import UUID
 import pytest
 import requests
 
+from devkit.processes import PYTHON, REPO
 from lab.rebuild import SKIPPED
 from tests.e2e.conftest import System
 from tests.e2e.lab_experiments import run_experiment
-from tests.support.processes import PYTHON, REPO
 
 
 def test_it_finds_the_damage_and_the_rebuild_repairs_it(system: System, http: requests.Session) -> None:

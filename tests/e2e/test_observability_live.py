@@ -26,6 +26,7 @@ import psycopg2
 import pytest
 import requests
 
+from devkit.polling import eventually
 from tests.observability_expressions import (
     alert_rules,
     dashboard_expressions,
@@ -80,10 +81,7 @@ READ_DATABASE_URL = os.environ.get(
 
 
 def _wait_for(check: Callable[[], object], what: str, timeout: float = 30.0) -> None:
-    try:
-        live_system.wait_for(check, what, timeout)
-    except TimeoutError as exc:
-        pytest.fail(str(exc))
+    eventually(check, timeout, interval=0.2, what=what, ignoring=live_system.NOT_YET)
 
 
 def _replication_slots() -> set[str]:

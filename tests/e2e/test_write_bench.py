@@ -14,7 +14,8 @@ import psycopg2
 import pytest
 import requests
 
-from tests.support.processes import PYTHON, REPO, ServiceProcess, eventually, free_port
+from devkit.polling import eventually
+from devkit.processes import PYTHON, REPO, ServiceProcess, free_port
 
 pytestmark = pytest.mark.bench
 

@@ -1,1 +1,2 @@
-"""Helpers shared by the test tiers that start real processes (not fixtures: those live in each conftest)."""
+"""Helpers only the test tiers use (a private PostgreSQL server, a cut network path); what the benchmark, the
+lab and the observability scripts use as well is in devkit/."""

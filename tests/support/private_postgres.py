@@ -17,8 +17,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from tests.support.processes import free_port
-from tests.support.replication import superuser_sql
+from devkit.processes import free_port
+from devkit.replication import superuser_sql
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 SOCKET_DIR = "/var/run/postgresql"

@@ -26,9 +26,9 @@ from django.core.management import call_command
 
 from cqrs_common.events import EventEnvelope
 from cqrs_common.messaging import DEAD_LETTER_QUEUE, PROJECTOR_QUEUE, Consumer, Delivery, Publisher
+from devkit.processes import free_port
+from devkit.replication import replica_reset
 from read_service.projections.projector import Projector
-from tests.support.processes import free_port
-from tests.support.replication import replica_reset
 
 _positions = itertools.count(1)
 

@@ -17,6 +17,8 @@ import pytest
 from django.db import connection
 
 from cqrs_common.events import EventEnvelope
+from devkit.processes import REPO
+from devkit.replication import Replication, replication_of, superuser_sql
 from read_service.projections.rebuild import RebuildRefused, read_models_rebuild
 from read_service.projections.verify import read_models_verify
 from tests.integration.read.replica_log import (  # noqa: F401
@@ -30,8 +32,6 @@ from tests.integration.read.replica_log import (  # noqa: F401
 )
 from tests.integration.read.test_rebuild_read_models import _models
 from tests.support.private_postgres import PrivatePostgres
-from tests.support.processes import REPO
-from tests.support.replication import Replication, replication_of, superuser_sql
 
 STORE_ROLE = "cqrs_events"
 

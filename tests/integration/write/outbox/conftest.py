@@ -28,8 +28,8 @@ import pytest
 
 from cqrs_common.events import EventEnvelope, from_wire
 from cqrs_common.messaging import DEAD_LETTER_QUEUE, PROJECTOR_QUEUE, Consumer, Publisher
-from tests.support.private_rabbitmq import PrivateRabbitMQ
-from tests.support.processes import PYTHON, ServiceProcess, free_port, relay_process
+from devkit.private_rabbitmq import PrivateRabbitMQ
+from devkit.processes import PYTHON, ServiceProcess, free_port, relay_process
 from write_service.outbox.relay import Relay, RelaySettings
 from write_service.outbox.session import session_open
 

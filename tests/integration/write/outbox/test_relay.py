@@ -12,8 +12,9 @@ from prometheus_client import REGISTRY
 
 from cqrs_common.events import EventEnvelope
 from cqrs_common.messaging import PROJECTOR_QUEUE, Consumer
+from devkit.polling import eventually
+from devkit.processes import ServiceProcess
 from tests.integration.write.outbox.conftest import Outbox, receive_events
-from tests.support.processes import ServiceProcess, eventually
 from write_service.outbox.relay import Relay
 from write_service.outbox.session import session_open
 

@@ -8,8 +8,8 @@ from collections.abc import Callable
 import pytest
 
 from cqrs_common.messaging import Consumer
+from devkit.polling import eventually
 from tests.integration.write.outbox.conftest import Outbox
-from tests.support.processes import eventually
 from write_service.outbox.relay import Relay
 
 BACKLOG = 10_000

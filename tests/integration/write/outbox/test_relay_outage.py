@@ -9,9 +9,10 @@ from collections.abc import Callable
 import pytest
 
 from cqrs_common.messaging import Consumer
+from devkit.polling import eventually
+from devkit.private_rabbitmq import PrivateRabbitMQ
+from devkit.processes import ServiceProcess
 from tests.integration.write.outbox.conftest import Outbox, receive_events
-from tests.support.private_rabbitmq import PrivateRabbitMQ
-from tests.support.processes import ServiceProcess, eventually
 
 
 def _metric(process: ServiceProcess, name: str) -> float | None:

@@ -17,8 +17,9 @@ from collections.abc import Iterator
 import pytest
 import requests
 
+from devkit.polling import eventually
+from devkit.processes import REPO, free_port, relay_process
 from tests.support.private_postgres import PrivatePostgres
-from tests.support.processes import REPO, eventually, free_port, relay_process
 
 pytestmark = pytest.mark.slow
 

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import requests
 
-from tests.support.processes import PYTHON, ServiceProcess, eventually, free_port, relay_process
+from devkit.polling import eventually
+from devkit.processes import PYTHON, ServiceProcess, free_port, relay_process
 
 GUNICORN = str(Path(sys.executable).parent / "gunicorn")
 GUNICORN_CONFIG = "python:cqrs_common.gunicorn_conf"

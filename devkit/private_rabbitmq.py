@@ -19,7 +19,7 @@ import tempfile
 import uuid
 from pathlib import Path
 
-from tests.support.processes import free_port
+from devkit.processes import free_port
 
 BOOT_TIMEOUT_SECONDS = 90
 

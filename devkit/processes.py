@@ -1,5 +1,5 @@
-"""Starting the system's processes as a user would (`python -m write_service relay`, gunicorn, ...) and
-reading their JSON log lines."""
+"""One process launcher: a process of the system started as a user starts it (`python -m write_service
+relay`, gunicorn, ...), its JSON log lines read as it runs; and `free_port` for the servers it listens on."""
 
 from __future__ import annotations
 
@@ -10,12 +10,13 @@ import socket
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-REPO = Path(__file__).resolve().parents[2]
+from devkit.polling import eventually
+
+REPO = Path(__file__).resolve().parents[1]
 PYTHON = str(Path(sys.executable))
 # The systems tests, the benchmark and the lab start run on development secrets (test databases, the local
 # clusters' passwords) with DJANGO_DEBUG off, which every process refuses unless told this is a development
@@ -28,18 +29,6 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
-
-
-def eventually(condition: Callable[[], Any], timeout: float, interval: float = 0.05, what: str = "") -> Any:
-    """Polls until `condition()` is truthy and returns it; fails the test after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what or condition}")
-        time.sleep(interval)
 
 
 class ServiceProcess:
