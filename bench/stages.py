@@ -7,9 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import requests
-
-from devkit.system_processes import metrics_sample
+from devkit import metrics
 
 HISTOGRAMS = {
     "relay": ("cqrs_publish_lag_seconds",),
@@ -35,12 +33,14 @@ def scrape(ports: dict[str, int]) -> Totals:
         port = ports.get(process)
         if port is None:
             continue
-        try:
-            text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
-        except requests.RequestException:
+        exposition = metrics.scrape(f"http://127.0.0.1:{port}/metrics", timeout=2)
+        if exposition is None:
             continue
         for name in names:
-            count, total = metrics_sample(text, f"{name}_count"), metrics_sample(text, f"{name}_sum")
+            count, total = (
+                metrics.sample(exposition, f"{name}_count"),
+                metrics.sample(exposition, f"{name}_sum"),
+            )
             if count is not None and total is not None:
                 values[name] = (count, total)
     return Totals(values)

@@ -173,12 +173,3 @@ def _ready(api: str) -> bool:
         return requests.get(f"{api}/readyz", timeout=2).status_code == 200
     except requests.RequestException:
         return False
-
-
-def metrics_sample(exposition: str, name: str, labels: str = "") -> float | None:
-    """The value of `name{labels}` in a /metrics page (Prometheus text format), None when it is not there."""
-    wanted = f"{name}{{{labels}}}" if labels else name
-    for line in exposition.splitlines():
-        if line.startswith(wanted + " "):
-            return float(line.rsplit(" ", 1)[1])
-    return None

@@ -45,6 +45,7 @@ from cqrs_common.config import (
     DEFAULT_READ_RABBITMQ_URL,
     DEFAULT_WRITE_DATABASE_URL,
 )
+from devkit.metrics import sample, scrape
 
 REPO = Path(__file__).resolve().parents[1]
 DASHBOARDS = REPO / "observability" / "grafana" / "dashboards"
@@ -150,13 +151,10 @@ class Lab:
             timeout=timeout,
         )
 
-    def metric(self, url: str, name: str, labels: Mapping[str, str] | None = None) -> float | None:
+    def metric(self, url: str, name: str, **labels: str) -> float | None:
         """The sum of a metric's samples matching `labels` on a /metrics page; None when unreachable."""
-        try:
-            text = requests.get(url, timeout=3).text
-        except requests.RequestException:
-            return None
-        return metric_from_text(text, name, labels or {})
+        exposition = scrape(url, timeout=3)
+        return None if exposition is None else sample(exposition, name, **labels) or 0.0
 
     def require_running(self) -> None:
         """Stops the experiment with a hint when the system does not answer."""
@@ -215,21 +213,6 @@ def _rows(url: str, sql: str, params: Sequence[Any] | Mapping[str, Any]) -> list
             return cursor.fetchall() if cursor.description else []
     finally:
         connection.close()
-
-
-def metric_from_text(text: str, name: str, labels: Mapping[str, str]) -> float:
-    total = 0.0
-    for line in text.splitlines():
-        if not line.startswith(name) or line.startswith("#"):
-            continue
-        series, _, value = line.rpartition(" ")
-        metric, _, label_text = series.partition("{")
-        if metric != name:
-            continue
-        found = dict(part.split("=", 1) for part in label_text.rstrip("}").split(",") if "=" in part)
-        if all(found.get(key, "").strip('"') == wanted for key, wanted in labels.items()):
-            total += float(value)
-    return total
 
 
 class Client:

@@ -189,7 +189,7 @@ def _note_mode(client: Client, modes: list[tuple[float, str]], since: float) -> 
 
 
 def _duplicates(lab: Lab) -> float | None:
-    return lab.metric(lab.projector_metrics, "cqrs_events_duplicate_total", {"path": "broker"})
+    return lab.metric(lab.projector_metrics, "cqrs_events_duplicate_total", path="broker")
 
 
 def _backlog(lab: Lab) -> int:

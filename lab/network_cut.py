@@ -192,7 +192,7 @@ def _docker(*args: str) -> None:
 
 def _applied(lab: Lab) -> dict[str, float]:
     return {
-        path: lab.metric(lab.projector_metrics, "cqrs_events_applied_total", {"path": path}) or 0.0
+        path: lab.metric(lab.projector_metrics, "cqrs_events_applied_total", path=path) or 0.0
         for path in ("broker", "replication")
     }
 

@@ -51,7 +51,7 @@ def run(lab: Lab, report: Report, broker: Consumer, hold: float) -> int:
     client.read_fresh(account_id, version)
     dlq_before = broker.message_count(DEAD_LETTER_QUEUE)
     dead_lettered_before = client.projection()["dead_lettered"]
-    duplicates_before = lab.metric(lab.projector_metrics, "cqrs_events_duplicate_total", {"path": "broker"})
+    duplicates_before = lab.metric(lab.projector_metrics, "cqrs_events_duplicate_total", path="broker")
     report.step(
         f"Account {account_id} holds 10.00 (version {version}), projected. The dead-letter queue holds"
         f" {dlq_before} message(s)."
@@ -105,7 +105,7 @@ def run(lab: Lab, report: Report, broker: Consumer, hold: float) -> int:
     )
     duplicates_after = wait_until(
         lambda: _grew(
-            lab.metric(lab.projector_metrics, "cqrs_events_duplicate_total", {"path": "broker"}),
+            lab.metric(lab.projector_metrics, "cqrs_events_duplicate_total", path="broker"),
             duplicates_before,
         ),
         timeout=10,

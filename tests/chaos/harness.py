@@ -201,8 +201,7 @@ def _stats(values: list[float]) -> tuple[int, float, float, float]:
 
 def duplicates(system: System) -> float:
     return sum(
-        system.metric("projector", "cqrs_events_duplicate_total", f'path="{p}"')
-        for p in ("broker", "replication")
+        system.metric("projector", "cqrs_events_duplicate_total", path=p) for p in ("broker", "replication")
     )
 
 

@@ -56,7 +56,7 @@ def test_broker_stopped_for_30_seconds(
         eventually(lambda: _mode_is(system, "broker"), timeout=30, what="broker mode again")
         scenario.note("back on the broker path after boot", time.monotonic() - healing)
         time.sleep(STEADY_SECONDS)
-    assert system.metric("projector", "cqrs_projection_mode", 'path="broker"') == 1
+    assert system.metric("projector", "cqrs_projection_mode", path="broker") == 1
     replicated = read_rows(
         system.read_database_url,
         "SELECT max(extract(epoch FROM applied_at - occurred_at)) FROM applied_events"
@@ -127,15 +127,15 @@ def test_subscription_disabled_then_enabled(
     chaos_system: System, accounts: list[UUID], chaos_read_db: ChaosReadDatabase
 ) -> None:
     system, scenario = chaos_system, Scenario("subscription disabled 6 s", chaos_system)
-    slot = f'slot="{chaos_read_db.subscription}"'
+    slot = chaos_read_db.subscription
     with Traffic(system, accounts) as traffic:
         time.sleep(STEADY_SECONDS)
         chaos_read_db.sql(f'ALTER SUBSCRIPTION "{chaos_read_db.subscription}" DISABLE')
         assert projection(system)["replication"]["status"] == "disabled"
-        retained = system.metric("relay", "cqrs_replication_slot_retained_bytes", slot)
+        retained = system.metric("relay", "cqrs_replication_slot_retained_bytes", slot=slot)
         time.sleep(6)
         # The slot keeps the WAL the subscriber has not confirmed (bounded by max_slot_wal_keep_size).
-        assert system.metric("relay", "cqrs_replication_slot_retained_bytes", slot) > retained
+        assert system.metric("relay", "cqrs_replication_slot_retained_bytes", slot=slot) > retained
         chaos_read_db.sql(f'ALTER SUBSCRIPTION "{chaos_read_db.subscription}" ENABLE')
         enabled = time.monotonic()
         eventually(

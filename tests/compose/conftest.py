@@ -20,9 +20,9 @@ from uuid import UUID
 import psycopg2
 import pytest
 import requests
-from prometheus_client.parser import text_string_to_metric_families
 
 from devkit.api_client import ApiClient
+from devkit.metrics import sample
 from devkit.processes import REPO
 
 TOKEN = "dev-token"
@@ -96,12 +96,7 @@ class ComposeSystem(ApiClient):
     def applied(self, path: str) -> float:
         """cqrs_events_applied_total summed over event types, for one path (broker or replication)."""
         page = requests.get(f"http://127.0.0.1:{PORTS['PROJECTOR_METRICS_HOST_PORT']}/metrics", timeout=10)
-        return sum(
-            sample.value
-            for family in text_string_to_metric_families(page.text)
-            for sample in family.samples
-            if sample.name == "cqrs_events_applied_total" and sample.labels.get("path") == path
-        )
+        return sample(page.text, "cqrs_events_applied_total", path=path) or 0.0
 
     # -------------------------------------------------------------------------------------- underneath
 

@@ -27,6 +27,7 @@ import requests
 from cqrs_common.messaging import DEAD_LETTER_QUEUE, PROJECTOR_QUEUE, Consumer
 from devkit import system_processes
 from devkit.api_client import ApiClient
+from devkit.metrics import sample, scrape
 from devkit.polling import eventually
 from devkit.private_rabbitmq import PrivateRabbitMQ
 from devkit.processes import DEVELOPMENT_SECRETS_ALLOWED, PYTHON, REPO, ServiceProcess, free_port
@@ -119,14 +120,15 @@ class System(system_processes.RunningSystem, ApiClient):
         projector.wait_for_log(system_processes.PROJECTOR_READY_EVENT, timeout=30)
         return projector
 
-    def metric(self, process: str, name: str, labels: str = "") -> float:
-        """A sample from a relay's or projector's /metrics (0 when absent)."""
+    def metric(self, process: str, name: str, **labels: str) -> float:
+        """A sample from a relay's or projector's /metrics, summed over the label sets that include `labels`
+        (0 when absent)."""
         port = self.processes[process].env[
             "RELAY_METRICS_PORT" if process == "relay" else "PROJECTOR_METRICS_PORT"
         ]
-        text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
-        value = system_processes.metrics_sample(text, name, labels)
-        return 0.0 if value is None else value
+        exposition = scrape(f"http://127.0.0.1:{port}/metrics")
+        assert exposition is not None, f"{process}'s /metrics does not answer"
+        return sample(exposition, name, **labels) or 0.0
 
     # -------------------------------------------------------------------------------------- underneath
 

@@ -21,6 +21,7 @@ import pytest
 import requests
 
 from devkit import system_processes
+from devkit.metrics import sample
 from devkit.processes import ServiceProcess, free_port
 from tests.e2e.conftest import setting
 
@@ -105,7 +106,7 @@ def _timed_get(session: requests.Session, url: str, timeout: float) -> Answer:
 
 def _refused(api: str) -> float:
     exposition = requests.get(f"{api}/metrics", timeout=5).text
-    return system_processes.metrics_sample(exposition, "cqrs_read_waits_refused_total") or 0.0
+    return sample(exposition, "cqrs_read_waits_refused_total") or 0.0
 
 
 def _p99(seconds: list[float]) -> float:
@@ -203,7 +204,7 @@ def test_waits_in_flight_leave_readiness_and_reads_fast(read_service: ReadServic
     # Operators see the refusals, summed over the workers.
     assert _refused(read_service.api) - refused_before == len(rejected)
     exposition = requests.get(f"{read_service.api}/metrics", timeout=5).text
-    assert system_processes.metrics_sample(exposition, "cqrs_read_waits_in_flight") == 0
+    assert sample(exposition, "cqrs_read_waits_in_flight") == 0
     for answer in waits:
         assert answer.status == 503 and answer.retry_after is not None
         assert answer.content_type == "application/problem+json"

@@ -40,7 +40,7 @@ def test_a_relay_killed_between_publish_and_mark_duplicates_nothing_on_the_read_
     blocker = psycopg2.connect(system.write_database_url)
     with blocker.cursor() as cursor:
         cursor.execute("SELECT position FROM events WHERE published_at IS NULL FOR UPDATE")
-    duplicates_before = system.metric("projector", "cqrs_events_duplicate_total", 'path="broker"')
+    duplicates_before = system.metric("projector", "cqrs_events_duplicate_total", path="broker")
     doomed = system.start_relay()
     system.wait_until_converged(http, timeout=30)
     assert system.unpublished() == 30
@@ -56,8 +56,7 @@ def test_a_relay_killed_between_publish_and_mark_duplicates_nothing_on_the_read_
     eventually(lambda: system.unpublished() == 0, timeout=30, what="the outbox to drain again")
     eventually(
         lambda: (
-            system.metric("projector", "cqrs_events_duplicate_total", 'path="broker"') - duplicates_before
-            >= 30
+            system.metric("projector", "cqrs_events_duplicate_total", path="broker") - duplicates_before >= 30
         ),
         timeout=30,
         what="the projector to see the 30 duplicates",

@@ -68,7 +68,7 @@ def test_it_reports_the_outage_as_the_system_lived_it(
         assert (
             result["broker_duplicates"]
             == result["accepted"]
-            == system.metric("projector", "cqrs_events_duplicate_total", 'path="broker"')
+            == system.metric("projector", "cqrs_events_duplicate_total", path="broker")
         )
     else:
         assert result["projected_during_outage"] == 0

@@ -16,7 +16,7 @@ from tests.e2e.lab_experiments import run_experiment
 def test_it_reports_the_dead_letter_and_its_replay_as_recorded(
     system: System, http: requests.Session
 ) -> None:
-    duplicates_before = system.metric("projector", "cqrs_events_duplicate_total", 'path="broker"')
+    duplicates_before = system.metric("projector", "cqrs_events_duplicate_total", path="broker")
     run = run_experiment(system, "poison-message")
     print(run.stdout)  # the report, for `pytest -s`
 
@@ -31,13 +31,13 @@ def test_it_reports_the_dead_letter_and_its_replay_as_recorded(
     # The projector logged and counted the dead letter; the read DB keeps its record, marked replayed.
     [logged] = system.processes["projector"].logged("event_dead_lettered", message_id=event_id)
     assert logged["reason"] == "invalid_envelope"
-    assert system.metric("projector", "cqrs_events_dead_lettered_total", 'reason="invalid_envelope"') == 1
+    assert system.metric("projector", "cqrs_events_dead_lettered_total", reason="invalid_envelope") == 1
     assert _dead_letters(system, event_id) == [("invalid_envelope", True)]
     with Consumer(system.read_broker_url, connection_name="lab-test") as broker:
         assert broker.message_count(DEAD_LETTER_QUEUE) == 0
 
     # The replayed copy was a duplicate: counted once, applied never; the account is the write side's.
-    duplicates = system.metric("projector", "cqrs_events_duplicate_total", 'path="broker"')
+    duplicates = system.metric("projector", "cqrs_events_duplicate_total", path="broker")
     duplicates -= duplicates_before
     assert result["duplicates_counted"] == duplicates == 1
     balance, version = system.write_accounts()[account_id]

@@ -26,6 +26,7 @@ import psycopg2
 import pytest
 import requests
 
+from devkit.metrics import sample
 from devkit.polling import eventually
 from tests.observability_expressions import (
     alert_rules,
@@ -422,12 +423,8 @@ def test_gunicorn_workers_are_summed_into_one_metrics_page(driven):
 
 
 def _responses(system, service: str) -> float:
-    text = requests.get(f"{system.url(service)}/metrics", timeout=5).text
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith("django_http_responses_total_by_status_total{")
-    )
+    exposition = requests.get(f"{system.url(service)}/metrics", timeout=5).text
+    return sample(exposition, "django_http_responses_total_by_status_total") or 0.0
 
 
 def test_one_commands_correlation_id_is_in_every_process_log(driven):

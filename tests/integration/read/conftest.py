@@ -13,7 +13,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -298,12 +297,3 @@ def projector_command(
         if process.poll() is None:
             process.kill()
             process.wait()
-
-
-def scrape_metrics(port: int) -> str:
-    """The /metrics page on `port`, or "" while nothing answers there."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
-            return response.read().decode()
-    except OSError:
-        return ""

@@ -12,13 +12,13 @@ from prometheus_client import REGISTRY
 
 from cqrs_common.events import to_wire
 from cqrs_common.messaging import DEAD_LETTER_QUEUE, PROJECTOR_QUEUE, Consumer
+from devkit.metrics import scrape
 from read_service.projections import handlers
 from read_service.projections.models import AccountView, AppliedEvent, DeadLetter
 from tests.integration.read.conftest import (
     AccountHistory,
     eventually,
     projector_command,
-    scrape_metrics,
     transfer,
 )
 
@@ -202,7 +202,7 @@ def test_command_serves_metrics_and_stops_cleanly_on_sigterm(
         alice = AccountHistory()
         publish(alice.opened(), alice.deposited("3.00"))
         eventually(lambda: _version(alice) == 2, timeout=30)
-        exposition = eventually(lambda: scrape_metrics(port), timeout=10)
+        exposition = eventually(lambda: scrape(f"http://127.0.0.1:{port}/metrics"), timeout=10)
         for name in (
             'cqrs_events_applied_total{path="broker",type="MoneyDeposited"} 1.0',
             "cqrs_consume_lag_seconds_count 2.0",

@@ -21,13 +21,13 @@ import pytest
 from django.core.management import call_command
 from django.db import connection
 from prometheus_client import REGISTRY
-from prometheus_client.parser import text_string_to_metric_families
 
 from cqrs_common.events import to_wire
 from cqrs_common.messaging import DEAD_LETTER_QUEUE, PROJECTOR_QUEUE, Consumer
+from devkit.metrics import sample, scrape
 from read_service.projections.models import AccountView, DeadLetter
 from read_service.projections.projector import Projector
-from tests.integration.read.conftest import AccountHistory, eventually, projector_command, scrape_metrics
+from tests.integration.read.conftest import AccountHistory, eventually, projector_command
 
 NEXT, AHEAD = 2, 3  # the poison's version: the account's next one, or one past it (parked if valid)
 
@@ -285,13 +285,8 @@ def test_the_projector_process_outlives_every_known_crasher(
         eventually(lambda: process.poll() is not None or _version(alice) == 2, timeout=30)
         assert process.poll() is None, f"the projector exited with {process.returncode}"
         eventually(lambda: broker.message_count(DEAD_LETTER_QUEUE) == len(POISONS), timeout=30)
-        exposition = eventually(lambda: scrape_metrics(port), timeout=10)
-        dead_lettered = sum(
-            sample.value
-            for family in text_string_to_metric_families(exposition)
-            for sample in family.samples
-            if sample.name == "cqrs_events_dead_lettered_total"
-        )
+        exposition = eventually(lambda: scrape(f"http://127.0.0.1:{port}/metrics"), timeout=10)
+        dead_lettered = sample(exposition, "cqrs_events_dead_lettered_total")
         assert dead_lettered == len(POISONS)
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=15) == 0

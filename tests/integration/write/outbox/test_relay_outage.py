@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import time
-import urllib.request
 from collections.abc import Callable
 
 import pytest
 
 from cqrs_common.messaging import Consumer
+from devkit.metrics import sample_at
 from devkit.polling import eventually
 from devkit.private_rabbitmq import PrivateRabbitMQ
 from devkit.processes import ServiceProcess
@@ -16,12 +16,7 @@ from tests.integration.write.outbox.conftest import Outbox, receive_events
 
 
 def _metric(process: ServiceProcess, name: str) -> float | None:
-    port = process.env["RELAY_METRICS_PORT"]
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        for line in response.read().decode().splitlines():
-            if line.startswith(name + " "):
-                return float(line.split()[1])
-    return None
+    return sample_at(f"http://127.0.0.1:{process.env['RELAY_METRICS_PORT']}/metrics", name)
 
 
 @pytest.mark.chaos

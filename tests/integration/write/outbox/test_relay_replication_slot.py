@@ -15,8 +15,8 @@ import time
 from collections.abc import Iterator
 
 import pytest
-import requests
 
+from devkit.metrics import sample_at
 from devkit.polling import eventually
 from devkit.processes import REPO, free_port, relay_process
 from tests.support.private_postgres import PrivatePostgres
@@ -48,11 +48,7 @@ def write_db() -> Iterator[tuple[PrivatePostgres, str]]:
 
 
 def _retained(port: int) -> float | None:
-    text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
-    for line in text.splitlines():
-        if line.startswith(f'cqrs_replication_slot_retained_bytes{{slot="{SLOT}"}} '):
-            return float(line.rsplit(" ", 1)[1])
-    return None
+    return sample_at(f"http://127.0.0.1:{port}/metrics", "cqrs_replication_slot_retained_bytes", slot=SLOT)
 
 
 def _lose_the_slot(server: PrivatePostgres) -> None:
