@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import contextlib
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
 import psycopg2
+
+from devkit.polling import eventually, poll
 
 READY_TIMEOUT_SECONDS = 60
 
@@ -124,12 +125,9 @@ def _caught_up(replication: Replication, timeout: float = 5.0) -> bool:
     now = superuser_sql(replication.write_port, replication.write_db, "SELECT pg_current_wal_lsn()")
     query = f"""SELECT confirmed_flush_lsn >= '{now}' FROM pg_replication_slots
                  WHERE slot_name = '{replication.subscription}' AND database = current_database()"""
-    deadline = time.monotonic() + timeout
-    while superuser_sql(replication.write_port, replication.write_db, query) != "t":
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
+    return bool(
+        poll(lambda: superuser_sql(replication.write_port, replication.write_db, query) == "t", timeout)
+    )
 
 
 def _streaming(replication: Replication) -> bool:
@@ -169,27 +167,26 @@ def _resubscribe(replication: Replication) -> None:
 
 def _drop_slot(port: int, database: str, slot: str) -> None:
     """Drops the slot once its sender is gone (a disabled subscriber's connection closes within moments)."""
-    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
-    while True:
+
+    def dropped() -> bool:
         state = superuser_sql(
             port, database, f"SELECT active FROM pg_replication_slots WHERE slot_name = '{slot}'"
         )
-        if not state:
-            return
         if state == "f":
             try:
                 superuser_sql(port, database, f"SELECT pg_drop_replication_slot('{slot}')")
-                return
+                return True
             except RuntimeError:
-                pass  # taken again in between: retry
-        if time.monotonic() > deadline:
-            raise AssertionError(f"replication slot {slot} stayed in use")
-        time.sleep(0.1)
+                return False  # taken again in between: retry
+        return not state
+
+    eventually(dropped, READY_TIMEOUT_SECONDS, 0.1, what=f"replication slot {slot} to be out of use")
 
 
 def wait_until_streaming(replication: Replication, timeout: float = READY_TIMEOUT_SECONDS) -> None:
-    deadline = time.monotonic() + timeout
-    while not _streaming(replication):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"subscription {replication.subscription} is not streaming after {timeout}s")
-        time.sleep(0.1)
+    eventually(
+        lambda: _streaming(replication),
+        timeout,
+        0.1,
+        what=f"subscription {replication.subscription} to stream",
+    )

@@ -30,8 +30,7 @@ import math
 import os
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -340,16 +339,6 @@ def _indent(text: str, prefix: str = "    ") -> str:
 
 
 # ------------------------------------------------------------------------------------------------ helpers
-
-
-def wait_until(condition: Callable[[], Any], timeout: float, interval: float = 0.1) -> Any:
-    """Polls `condition` until truthy and returns its value; returns None after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value or time.monotonic() >= deadline:
-            return value or None
-        time.sleep(interval)
 
 
 def percentile(values: Sequence[float], q: float) -> float:

@@ -21,7 +21,8 @@ import time
 from decimal import Decimal
 from uuid import UUID
 
-from lab._support import Client, Lab, Report, wait_until
+from devkit.polling import poll
+from lab._support import Client, Lab, Report
 
 PIPELINE = "CQRS pipeline"
 ALLOW_VARIABLE = "LAB_ALLOW_BROKER_STOP"
@@ -109,7 +110,7 @@ def run(lab: Lab, report: Report, client: Client, outage: float, interval: float
         (at - (restarted_at - stopped_at) for at, mode in modes[1:] if mode == "broker"), None
     )
     if duplicates_before is not None:  # the outbox's events, already applied, come through RabbitMQ too
-        wait_until(lambda: (_duplicates(lab) or 0) - duplicates_before >= len(statuses), timeout=10)
+        poll(lambda: (_duplicates(lab) or 0) - duplicates_before >= len(statuses), timeout=10, interval=0.1)
     duplicates = None if duplicates_before is None else int((_duplicates(lab) or 0) - duplicates_before)
     by_path = _applied_by_path(lab, written, first_version)
     consistent = _consistent(lab, client, list(written))

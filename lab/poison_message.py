@@ -27,7 +27,8 @@ from cqrs_common.messaging import (
     Consumer,
     Delivery,
 )
-from lab._support import Lab, Report, ms, wait_until
+from devkit.polling import poll
+from lab._support import Lab, Report, ms
 
 PIPELINE = "CQRS pipeline"
 
@@ -77,7 +78,7 @@ def run(lab: Lab, report: Report, broker: Consumer, hold: float) -> int:
         " after the command; the poison blocks nothing."
     )
 
-    arrived = wait_until(lambda: broker.message_count(DEAD_LETTER_QUEUE) > dlq_before, timeout=15)
+    arrived = poll(lambda: broker.message_count(DEAD_LETTER_QUEUE) > dlq_before, timeout=15, interval=0.1)
     dead_lettered_ms = ms(time.monotonic() - published_at)
     listed = lab.read_service_command("dlq", "list")
     records = [json.loads(line) for line in listed.stdout.splitlines() if line.startswith("{")]
@@ -99,16 +100,18 @@ def run(lab: Lab, report: Report, broker: Consumer, hold: float) -> int:
     replay = lab.read_service_command("dlq", "replay")
     report.step(f"`python -m read_service dlq replay`: {replay.stdout.strip() or replay.stderr[-500:]}")
 
-    wait_until(
+    poll(
         lambda: broker.message_count(DEAD_LETTER_QUEUE) == 0 and broker.message_count(PROJECTOR_QUEUE) == 0,
         timeout=15,
+        interval=0.1,
     )
-    duplicates_after = wait_until(
+    duplicates_after = poll(
         lambda: _grew(
             lab.metric(lab.projector_metrics, "cqrs_events_duplicate_total", path="broker"),
             duplicates_before,
         ),
         timeout=10,
+        interval=0.1,
     )
     dead_lettered_after = client.projection()["dead_lettered"]
     read = client.read_account(account_id).json()

@@ -24,7 +24,8 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from lab._support import REPO, Client, Lab, Report, wait_until
+from devkit.polling import poll
+from lab._support import REPO, Client, Lab, Report
 
 PIPELINE = "CQRS pipeline"
 SIGNS = {"deposit": 1, "transfer_in": 1, "withdrawal": -1, "transfer_out": -1}
@@ -90,7 +91,7 @@ def main(argv: list[str]) -> int:
     report.step("Starting a second projector on the same queue (python -m read_service projector).")
     second = SecondProjector(lab)
     try:
-        if not wait_until(lambda: second.logged("broker_connected") or second.process.poll() is not None, 30):
+        if not poll(lambda: second.logged("broker_connected") or second.process.poll() is not None, 30, 0.1):
             raise SystemExit("the second projector did not connect to RabbitMQ within 30 s")
         if second.process.poll() is not None:
             raise SystemExit(f"the second projector exited with {second.process.returncode}")
@@ -138,8 +139,8 @@ def run(lab: Lab, report: Report, second: SecondProjector, commands: int, hot: i
             "SELECT balance, version FROM accounts WHERE id = %s", [str(account_id)]
         )
         truth[account_id] = (balance, version)
-    converged = wait_until(
-        lambda: all(client.read_account(a).json()["version"] == v for a, (_, v) in truth.items()), 60
+    converged = poll(
+        lambda: all(client.read_account(a).json()["version"] == v for a, (_, v) in truth.items()), 60, 0.1
     )
     converged_in = time.monotonic() - started
     sending.clear()

@@ -22,6 +22,8 @@ from pathlib import Path
 import pytest
 from packaging_support import REPO, native_argv
 
+from devkit.polling import eventually
+
 DOCKERFILE = REPO / "Dockerfile"
 ENTRYPOINT = REPO / "deploy" / "docker" / "entrypoint.sh"
 HEALTHCHECK = REPO / "deploy" / "docker" / "healthcheck.py"
@@ -188,29 +190,22 @@ def restarting(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], Path, Pa
         process.wait(timeout=10)
 
 
-def wait_for(condition, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
-
-
 def start_count(starts: Path) -> int:
     return len(starts.read_text().splitlines()) if starts.exists() else 0
 
 
 def test_the_entrypoint_restarts_the_command_when_the_trigger_is_touched(restarting) -> None:  # type: ignore[no-untyped-def]
     process, starts, trigger = restarting
-    wait_for(lambda: start_count(starts) == 1)
+    eventually(lambda: start_count(starts) == 1, timeout=10, what="one start")
     time.sleep(0.05)  # a later modification time than the one recorded at start
     trigger.touch()
-    wait_for(lambda: start_count(starts) == 2)
+    eventually(lambda: start_count(starts) == 2, timeout=10, what="a second start")
     assert process.poll() is None, "the container keeps running across the restart"
 
 
 def test_the_entrypoint_stops_the_command_on_sigterm(restarting) -> None:  # type: ignore[no-untyped-def]
     process, starts, _ = restarting
-    wait_for(lambda: start_count(starts) == 1)
+    eventually(lambda: start_count(starts) == 1, timeout=10, what="one start")
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=10) == 128 + signal.SIGTERM  # sleep's status after the forwarded SIGTERM
     leftover = subprocess.run(["pgrep", "-f", f"echo started >> {starts}"], capture_output=True, text=True)

@@ -12,7 +12,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -261,17 +260,6 @@ def start_projector(
     yield start
     for projector in started:
         projector.stop()
-
-
-def eventually(check: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02) -> Any:
-    """Polls `check` until it returns something truthy; fails with its last value after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result or time.monotonic() > deadline:
-            assert result, f"condition not met within {timeout}s: {result!r}"
-            return result
-        time.sleep(interval)
 
 
 @contextlib.contextmanager

@@ -13,11 +13,11 @@ from prometheus_client import REGISTRY
 from cqrs_common.events import to_wire
 from cqrs_common.messaging import DEAD_LETTER_QUEUE, PROJECTOR_QUEUE, Consumer
 from devkit.metrics import scrape
+from devkit.polling import eventually
 from read_service.projections import handlers
 from read_service.projections.models import AccountView, AppliedEvent, DeadLetter
 from tests.integration.read.conftest import (
     AccountHistory,
-    eventually,
     projector_command,
     transfer,
 )
@@ -54,13 +54,13 @@ def test_published_events_are_applied_and_acknowledged(broker, publish, start_pr
     debit, credit = transfer(alice, bob, "12.00")
     publish(debit, credit)
 
-    eventually(lambda: _version(alice) == 3 and _version(bob) == 2)
+    eventually(lambda: _version(alice) == 3 and _version(bob) == 2, timeout=10.0)
     assert (_balance(alice), _balance(bob)) == (Decimal("18.00"), Decimal("12.00"))
     assert _metric("cqrs_events_applied_total", type="MoneyDeposited", path="broker") == applied_before + 1
     assert _metric("cqrs_consume_lag_seconds_count") >= lag_before + 5
     assert _metric("cqrs_projection_mode", path="broker") == 1
     assert _metric("cqrs_projection_mode", path="replication") == 0
-    eventually(lambda: _queues_settle(broker, dead_letters=0))
+    eventually(lambda: _queues_settle(broker, dead_letters=0), timeout=10.0)
 
 
 def test_each_kind_of_poison_is_dead_lettered_and_the_next_event_still_applied(
@@ -70,7 +70,7 @@ def test_each_kind_of_poison_is_dead_lettered_and_the_next_event_still_applied(
     opened = alice.opened()
     publish(opened)
     start_projector()
-    eventually(lambda: _version(alice) == 1)
+    eventually(lambda: _version(alice) == 1, timeout=10.0)
     before = {
         r: _metric("cqrs_events_dead_lettered_total", reason=r)
         for r in ("malformed_json", "unknown_type", "unsupported_schema_version", "handler_failed")
@@ -95,9 +95,9 @@ def test_each_kind_of_poison_is_dead_lettered_and_the_next_event_still_applied(
         good.append(alice.deposited("2.00"))
         publish(good[-1])
 
-    eventually(lambda: _version(alice) == 1 + len(good))
+    eventually(lambda: _version(alice) == 1 + len(good), timeout=10.0)
     assert _balance(alice) == Decimal("8.00")
-    eventually(lambda: _queues_settle(broker, dead_letters=4))
+    eventually(lambda: _queues_settle(broker, dead_letters=4), timeout=10.0)
     records = {r.reason: r for r in DeadLetter.objects.all()}
     assert {reason: record.message_id for reason, record in records.items()} == ids
     assert records["handler_failed"].routing_key == "account.MoneyDeposited"
@@ -111,7 +111,7 @@ def test_dlq_replay_resends_after_the_cause_is_fixed(
     alice = AccountHistory()
     publish(alice.opened())
     start_projector()
-    eventually(lambda: _version(alice) == 1)
+    eventually(lambda: _version(alice) == 1, timeout=10.0)
 
     def broken(cursor, event):
         raise RuntimeError("a bug in the deposit projection")
@@ -120,7 +120,7 @@ def test_dlq_replay_resends_after_the_cause_is_fixed(
     monkeypatch.setitem(handlers.PROJECTIONS, "MoneyDeposited", handlers.Projection(broken))
     deposit = alice.deposited("5.00")
     publish(deposit)
-    eventually(lambda: _queues_settle(broker, dead_letters=1))
+    eventually(lambda: _queues_settle(broker, dead_letters=1), timeout=10.0)
     assert DeadLetter.objects.get().message_id == str(deposit.event_id)
 
     call_command("dlq", "list")
@@ -131,17 +131,17 @@ def test_dlq_replay_resends_after_the_cause_is_fixed(
     call_command("dlq", "replay")
     assert "replayed 1 message(s)" in capsys.readouterr().out
 
-    eventually(lambda: _version(alice) == 2)
+    eventually(lambda: _version(alice) == 2, timeout=10.0)
     assert _balance(alice) == Decimal("5.00")
     assert DeadLetter.objects.get().replayed_at is not None
-    eventually(lambda: _queues_settle(broker, dead_letters=0))
+    eventually(lambda: _queues_settle(broker, dead_letters=0), timeout=10.0)
 
 
 def test_dlq_purge_drops_messages_and_closes_records(broker, publish_raw, start_projector, capsys) -> None:
     start_projector()
     publish_raw(b"[]")
     publish_raw(b"")
-    eventually(lambda: _queues_settle(broker, dead_letters=2))
+    eventually(lambda: _queues_settle(broker, dead_letters=2), timeout=10.0)
 
     call_command("dlq", "purge")
 
@@ -155,15 +155,17 @@ def test_duplicates_after_a_restart_are_acknowledged_and_ignored(broker, publish
     events = [alice.opened(), alice.deposited("10.00"), alice.withdrawn("4.00")]
     first = start_projector()
     publish(*events)
-    eventually(lambda: _version(alice) == 3)
+    eventually(lambda: _version(alice) == 3, timeout=10.0)
     first.stop()
     duplicates_before = _metric("cqrs_events_duplicate_total", path="broker")
 
     publish(*events)  # the relay resends after a crash before its bookkeeping
     start_projector()
 
-    eventually(lambda: _metric("cqrs_events_duplicate_total", path="broker") == duplicates_before + 3)
-    eventually(lambda: _queues_settle(broker, dead_letters=0))
+    eventually(
+        lambda: _metric("cqrs_events_duplicate_total", path="broker") == duplicates_before + 3, timeout=10.0
+    )
+    eventually(lambda: _queues_settle(broker, dead_letters=0), timeout=10.0)
     assert _balance(alice) == Decimal("6.00")
     assert AppliedEvent.objects.filter(aggregate_id=alice.account_id).count() == 3
 
@@ -174,11 +176,11 @@ def test_event_ahead_of_its_predecessor_waits_for_it(broker, publish, start_proj
     start_projector()
 
     publish(v1, v3)
-    eventually(lambda: _version(alice) == 1)
-    eventually(lambda: _queues_settle(broker, dead_letters=0))  # v3 is parked and acknowledged
+    eventually(lambda: _version(alice) == 1, timeout=10.0)
+    eventually(lambda: _queues_settle(broker, dead_letters=0), timeout=10.0)  # v3 is parked and acknowledged
     publish(v2)
 
-    eventually(lambda: _version(alice) == 3)
+    eventually(lambda: _version(alice) == 3, timeout=10.0)
     assert _balance(alice) == Decimal("3.00")
 
 
@@ -243,6 +245,6 @@ def test_dlq_replay_resends_an_event_whose_record_is_its_only_copy(
     call_command("dlq", "replay")
 
     assert "replayed 1 message(s)" in capsys.readouterr().out
-    eventually(lambda: _version(alice) == 3)
+    eventually(lambda: _version(alice) == 3, timeout=10.0)
     assert _balance(alice) == Decimal("3.00")
     assert DeadLetter.objects.get().replayed_at is not None

@@ -16,8 +16,9 @@ from datetime import UTC, datetime
 import pytest
 from django.db import connection
 
+from devkit.polling import eventually
 from read_service.projections.models import AppliedEvent
-from tests.integration.read.conftest import AccountHistory, eventually
+from tests.integration.read.conftest import AccountHistory
 
 pytestmark = [pytest.mark.bench, pytest.mark.django_db(transaction=True)]
 

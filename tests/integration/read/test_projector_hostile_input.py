@@ -25,9 +25,10 @@ from prometheus_client import REGISTRY
 from cqrs_common.events import to_wire
 from cqrs_common.messaging import DEAD_LETTER_QUEUE, PROJECTOR_QUEUE, Consumer
 from devkit.metrics import sample, scrape
+from devkit.polling import eventually
 from read_service.projections.models import AccountView, DeadLetter
 from read_service.projections.projector import Projector
-from tests.integration.read.conftest import AccountHistory, eventually, projector_command
+from tests.integration.read.conftest import AccountHistory, projector_command
 
 NEXT, AHEAD = 2, 3  # the poison's version: the account's next one, or one past it (parked if valid)
 
@@ -133,7 +134,7 @@ def opened(broker, publish, start_projector):
     alice = AccountHistory()
     publish(alice.opened())
     projector = start_projector()
-    eventually(lambda: _version(alice) == 1)
+    eventually(lambda: _version(alice) == 1, timeout=10.0)
     return alice, projector
 
 
@@ -151,11 +152,12 @@ def test_a_hostile_message_is_dead_lettered_and_the_next_event_applied(
     hostile_publisher.publish(poison.body(wire), **poison.properties)
     publish(alice.deposited("2.00"))
 
-    eventually(lambda: not projector.alive or _version(alice) == 2)
+    eventually(lambda: not projector.alive or _version(alice) == 2, timeout=10.0)
     assert projector.alive, "the projector stopped"
     assert AccountView.objects.get(account_id=alice.account_id).balance == Decimal("2.00")
     eventually(
-        lambda: broker.message_count(PROJECTOR_QUEUE) == 0 and broker.message_count(DEAD_LETTER_QUEUE) == 1
+        lambda: broker.message_count(PROJECTOR_QUEUE) == 0 and broker.message_count(DEAD_LETTER_QUEUE) == 1,
+        timeout=10.0,
     )
     record = DeadLetter.objects.get()
     assert (record.reason, _dead_lettered(poison.reason)) == (poison.reason, before + 1), record.detail
@@ -179,10 +181,10 @@ def test_a_valid_event_with_odd_properties_is_applied(properties, opened, broker
     alice, projector = opened
     hostile_publisher.publish(to_wire(alice.deposited("3.00")), **properties)
 
-    eventually(lambda: not projector.alive or _version(alice) == 2)
+    eventually(lambda: not projector.alive or _version(alice) == 2, timeout=10.0)
     assert projector.alive, "the projector stopped"
     assert AccountView.objects.get(account_id=alice.account_id).balance == Decimal("3.00")
-    eventually(lambda: broker.message_count(PROJECTOR_QUEUE) == 0)
+    eventually(lambda: broker.message_count(PROJECTOR_QUEUE) == 0, timeout=10.0)
     assert broker.message_count(DEAD_LETTER_QUEUE) == 0 and not DeadLetter.objects.exists()
 
 
@@ -213,11 +215,12 @@ def test_a_batch_that_fails_unforeseen_is_applied_event_by_event(
     publish(alice.deposited("2.00"), alice.deposited("3.00"))
     projector = start_projector()  # all four wait already: one batch
 
-    eventually(lambda: not projector.alive or _version(alice) == 3)
+    eventually(lambda: not projector.alive or _version(alice) == 3, timeout=10.0)
     assert projector.alive, "the projector stopped"
     assert AccountView.objects.get(account_id=alice.account_id).balance == Decimal("5.00")
     eventually(
-        lambda: broker.message_count(PROJECTOR_QUEUE) == 0 and broker.message_count(DEAD_LETTER_QUEUE) == 1
+        lambda: broker.message_count(PROJECTOR_QUEUE) == 0 and broker.message_count(DEAD_LETTER_QUEUE) == 1,
+        timeout=10.0,
     )
     assert (_failures("apply"), _dead_lettered("unknown_type")) == (failures + 1, refused + 1)
     assert not DeadLetter.objects.exists()  # the one record the database refused; the message is in the DLQ
@@ -242,7 +245,7 @@ def test_an_unforeseen_failure_of_the_loop_is_counted_and_the_loop_starts_over(
     try:
         alice = AccountHistory()
         publish(alice.opened())
-        eventually(lambda: not thread.is_alive() or _version(alice) == 1)
+        eventually(lambda: not thread.is_alive() or _version(alice) == 1, timeout=10.0)
         assert thread.is_alive(), "the projector stopped"
         assert (_failures("consumer"), len(attempts)) == (failures + 1, 2)
     finally:
@@ -254,7 +257,9 @@ def test_dlq_replay_marks_the_record_of_a_message_whose_id_holds_nul(
     opened, broker, hostile_publisher, capsys
 ):
     hostile_publisher.publish(b"{not json", message_id="a\x00b")
-    eventually(lambda: broker.message_count(DEAD_LETTER_QUEUE) == 1 and DeadLetter.objects.count() == 1)
+    eventually(
+        lambda: broker.message_count(DEAD_LETTER_QUEUE) == 1 and DeadLetter.objects.count() == 1, timeout=10.0
+    )
     assert DeadLetter.objects.get().message_id == "a\\x00b"
 
     call_command("dlq", "replay")
@@ -262,7 +267,9 @@ def test_dlq_replay_marks_the_record_of_a_message_whose_id_holds_nul(
     assert "replayed 1 message(s)" in capsys.readouterr().out
     assert DeadLetter.objects.filter(replayed_at__isnull=False).count() == 1
     # Still not an event: refused again, with a record of its own.
-    eventually(lambda: broker.message_count(DEAD_LETTER_QUEUE) == 1 and DeadLetter.objects.count() == 2)
+    eventually(
+        lambda: broker.message_count(DEAD_LETTER_QUEUE) == 1 and DeadLetter.objects.count() == 2, timeout=10.0
+    )
 
 
 @pytest.mark.slow

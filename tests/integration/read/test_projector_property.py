@@ -34,8 +34,9 @@ from prometheus_client import REGISTRY
 
 from cqrs_common.events import EVENT_TYPES, to_wire
 from cqrs_common.messaging import DEAD_LETTER_QUEUE, PROJECTOR_QUEUE
+from devkit.polling import eventually
 from read_service.projections.models import AccountView, DeadLetter
-from tests.integration.read.conftest import AccountHistory, eventually
+from tests.integration.read.conftest import AccountHistory
 
 EXAMPLES = 60
 
@@ -304,7 +305,9 @@ def test_any_message_is_applied_ignored_or_dead_lettered_and_the_projector_keeps
         assert after.accounted_since(before) == len(messages), (before, after)
         assert broker.message_count(PROJECTOR_QUEUE) == 0
         dead = after.dead_lettered - before.dead_lettered
-        eventually(lambda: Tally.now(broker).dead_letter_queue - before.dead_letter_queue == dead)
+        eventually(
+            lambda: Tally.now(broker).dead_letter_queue - before.dead_letter_queue == dead, timeout=10.0
+        )
         assert after.records - before.records == dead
         assert {h.account_id: _state(h) for h in accounts} == expected
         with connection.cursor() as cursor:

@@ -14,8 +14,9 @@ from urllib.parse import urlsplit
 import pytest
 from django.db import connection
 
+from devkit.polling import eventually
 from read_service.projections.models import AccountView
-from tests.integration.read.conftest import AccountHistory, eventually
+from tests.integration.read.conftest import AccountHistory
 
 
 def _balance(history: AccountHistory) -> Decimal | None:
@@ -46,7 +47,7 @@ def test_reconnects_after_the_broker_closes_its_connection(
     alice = AccountHistory()
     start_projector()
     publish(alice.opened(), alice.deposited("1.00"))
-    eventually(lambda: _balance(alice) == Decimal("1.00"))
+    eventually(lambda: _balance(alice) == Decimal("1.00"), timeout=10.0)
 
     assert _close_broker_connections(urlsplit(broker_url).path.lstrip("/"), "test-projector") == 1
     publish(alice.deposited("2.00"), alice.deposited("3.00"))
@@ -60,7 +61,7 @@ def test_keeps_the_batch_and_retries_after_losing_its_database_connection(
     alice = AccountHistory()
     start_projector()
     publish(alice.opened())
-    eventually(lambda: _balance(alice) == Decimal("0.00"))
+    eventually(lambda: _balance(alice) == Decimal("0.00"), timeout=10.0)
 
     with connection.cursor() as cursor:  # every other session of this role on this database: the projector's
         cursor.execute(

@@ -17,12 +17,12 @@ from django.db import connection, connections
 from django.test import Client
 
 from cqrs_common.messaging import Consumer
+from devkit.polling import eventually
 from read_service.projections.fallback import FallbackSettings, ReplicationFallback
 from read_service.projections.models import REBUILT_TABLES
 from read_service.projections.projector import Projector
 from read_service.projections.rebuild import SHADOW, RebuildRefused, read_models_rebuild
 from read_service.projections.verify import read_models_verify
-from tests.integration.read.conftest import eventually
 from tests.integration.read.replica_log import (  # noqa: F401
     LoggedAccount,
     ReplicaLog,

@@ -18,12 +18,12 @@ from pathlib import Path
 import psycopg2
 import pytest
 
+from devkit.polling import eventually
 from read_service.projections.event_log.replication_admin import (
     ResubscribeError,
     replication_status,
     resubscribe_events,
 )
-from tests.integration.read.conftest import eventually
 from tests.support.private_postgres import PrivatePostgres
 
 pytestmark = pytest.mark.slow

@@ -20,6 +20,7 @@ from prometheus_client import REGISTRY
 
 from cqrs_common.events import EventEnvelope
 from cqrs_common.messaging import BrokerError, Consumer
+from devkit.polling import eventually
 from read_service.projections.apply import BROKER, REPLICATION, apply_events
 from read_service.projections.event_log.replica import replica_cursor_get
 from read_service.projections.event_log.subscription import (
@@ -39,7 +40,7 @@ from read_service.projections.models import (
 )
 from read_service.projections.projector import Projector
 from read_service.projections.state import ActivePath
-from tests.integration.read.conftest import AccountHistory, eventually
+from tests.integration.read.conftest import AccountHistory
 
 GRACE = 2.0
 FAILURES = "cqrs_projector_failures_total"
@@ -359,7 +360,7 @@ def test_a_failing_round_is_logged_counted_and_retried_until_it_succeeds(
     thread = threading.Thread(target=fallback.run, args=(path, halt), daemon=True)
     thread.start()
     try:
-        eventually(lambda: _metric(FAILURES, component="replication_fallback") >= failures + 2)
+        eventually(lambda: _metric(FAILURES, component="replication_fallback") >= failures + 2, timeout=10.0)
         assert thread.is_alive()
 
         with connection.cursor() as cursor:
