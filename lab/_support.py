@@ -44,6 +44,7 @@ from cqrs_common.config import (
     DEFAULT_READ_RABBITMQ_URL,
     DEFAULT_WRITE_DATABASE_URL,
 )
+from devkit.api_client import ApiClient
 from devkit.metrics import sample, scrape
 
 REPO = Path(__file__).resolve().parents[1]
@@ -51,8 +52,8 @@ DASHBOARDS = REPO / "observability" / "grafana" / "dashboards"
 
 
 @dataclass(frozen=True)
-class Lab:
-    """The running system's addresses, from the environment."""
+class Lab(ApiClient):
+    """The running system's addresses, from the environment; its API calls are devkit's ApiClient's."""
 
     write_api: str
     read_api: str
@@ -215,33 +216,21 @@ def _rows(url: str, sql: str, params: Sequence[Any] | Mapping[str, Any]) -> list
 
 
 class Client:
-    """HTTP to both APIs as a client sends it, with the bearer token on commands."""
+    """One client of both APIs: the lab's addresses and token (devkit's ApiClient) on a session of its own."""
 
     def __init__(self, lab: Lab) -> None:
         self.lab = lab
         self.session = requests.Session()
 
     def command(self, path: str, body: Mapping[str, Any], headers: Mapping[str, str] | None = None):
-        return self.session.post(
-            f"{self.lab.write_api}{path}",
-            json=body,
-            headers={"Authorization": f"Bearer {self.lab.token}", **(headers or {})},
-            timeout=30,
-        )
+        return self.lab.command(self.session, path, dict(body), **(headers or {}))
 
     def open_account(self, owner: str, deposit: str | None = None) -> tuple[UUID, int]:
         """Opens an account (and deposits) through the API; returns its id and version."""
-        opened = self.command("/api/accounts", {"owner": owner, "currency": "EUR"})
-        opened.raise_for_status()
-        account_id, version = UUID(opened.json()["account_id"]), opened.json()["version"]
-        if deposit is not None:
-            deposited = self.command(f"/api/accounts/{account_id}/deposit", {"amount": deposit})
-            deposited.raise_for_status()
-            version = deposited.json()["version"]
-        return account_id, version
+        return self.lab.opened(self.session, owner, deposit)
 
     def read_account(self, account_id: UUID, **params: Any) -> requests.Response:
-        return self.session.get(f"{self.lab.read_api}/api/accounts/{account_id}", params=params, timeout=40)
+        return self.lab.read_account(self.session, account_id, **params)
 
     def read_fresh(self, account_id: UUID, version: int, wait_ms: int = 10000) -> dict[str, Any]:
         """The account once its projection reached `version` (read-your-writes); raises if it did not."""
@@ -250,19 +239,10 @@ class Client:
         return response.json()
 
     def projection(self) -> dict[str, Any]:
-        response = self.session.get(f"{self.lab.read_api}/api/projection", timeout=10)
-        response.raise_for_status()
-        return response.json()
+        return self.lab.projection(self.session)
 
     def statement(self, account_id: UUID) -> list[dict[str, Any]]:
-        rows: list[dict[str, Any]] = []
-        url: str | None = f"{self.lab.read_api}/api/accounts/{account_id}/transactions"
-        while url:
-            page = self.session.get(url, timeout=10)
-            page.raise_for_status()
-            rows += page.json()["results"]
-            url = page.json()["next"]
-        return rows
+        return self.lab.statement(self.session, account_id)
 
     def close(self) -> None:
         self.session.close()
