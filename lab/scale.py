@@ -11,12 +11,7 @@ early arrivals that were parked, and checks every balance and statement against 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import random
-import signal
-import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -25,57 +20,20 @@ from typing import Any
 from uuid import UUID
 
 from devkit.polling import poll
-from lab._support import REPO, Client, Lab, Report
+from devkit.processes import PYTHON, ServiceProcess
+from lab._support import Client, Lab, Report
 
 PIPELINE = "CQRS pipeline"
 SIGNS = {"deposit": 1, "transfer_in": 1, "withdrawal": -1, "transfer_out": -1}
 
 
-class SecondProjector:
+def second_projector(lab: Lab) -> ServiceProcess:
     """`python -m read_service projector` started by the experiment, its JSON log lines collected."""
-
-    def __init__(self, lab: Lab) -> None:
-        self.lines: list[dict[str, Any]] = []
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "read_service", "projector", "--metrics-port", "0"],
-            cwd=REPO,
-            env={
-                **os.environ,
-                "READ_DATABASE_URL": lab.read_database_url,
-                "RABBITMQ_URL": lab.rabbitmq_url,
-                "LOG_FORMAT": "json",
-                "SERVICE_NAME": "projector-lab",
-            },
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
-        threading.Thread(target=self._collect, daemon=True).start()
-
-    def _collect(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            try:
-                parsed = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(parsed, dict):
-                self.lines.append(parsed)
-
-    def logged(self, event: str) -> list[dict[str, Any]]:
-        return [line for line in list(self.lines) if line.get("event") == event]
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-        return self.process.returncode
+    return ServiceProcess(
+        "projector-lab",
+        [PYTHON, "-m", "read_service", "projector", "--metrics-port", "0"],
+        {"READ_DATABASE_URL": lab.read_database_url, "RABBITMQ_URL": lab.rabbitmq_url},
+    ).start()
 
 
 def main(argv: list[str]) -> int:
@@ -89,18 +47,18 @@ def main(argv: list[str]) -> int:
     lab.require_running()
     report = Report("scale", __doc__.split("\n\n", 1)[1])
     report.step("Starting a second projector on the same queue (python -m read_service projector).")
-    second = SecondProjector(lab)
+    second = second_projector(lab)
     try:
-        if not poll(lambda: second.logged("broker_connected") or second.process.poll() is not None, 30, 0.1):
+        if not poll(lambda: second.logged("broker_connected") or not second.running, 30, 0.1):
             raise SystemExit("the second projector did not connect to RabbitMQ within 30 s")
-        if second.process.poll() is not None:
-            raise SystemExit(f"the second projector exited with {second.process.returncode}")
+        if not second.running:
+            raise SystemExit(f"the second projector exited with {second.terminate()}")
         return run(lab, report, second, args.commands, args.accounts, args.clients)
     finally:
-        second.stop()
+        second.terminate(timeout=20)
 
 
-def run(lab: Lab, report: Report, second: SecondProjector, commands: int, hot: int, clients: int) -> int:
+def run(lab: Lab, report: Report, second: ServiceProcess, commands: int, hot: int, clients: int) -> int:
     client = lab.client()
     accounts = [client.open_account(f"lab-scale-{i}", deposit="1000.00")[0] for i in range(hot)]
     parked_before, drained_before = _pending_counters(lab)
