@@ -13,20 +13,19 @@ import argparse
 import json
 import time
 from dataclasses import replace
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
 from cqrs_common.events import EventEnvelope, to_wire
 from cqrs_common.messaging import (
-    CORRELATION_HEADER,
     DEAD_LETTER_EXCHANGE,
     DEAD_LETTER_QUEUE,
     PROJECTOR_QUEUE,
     Consumer,
     Delivery,
 )
+from devkit import messages
 from devkit.polling import poll
 from lab._support import Lab, Report, ms
 
@@ -197,18 +196,8 @@ def _stored_event(lab: Lab, account_id: UUID, version: int) -> EventEnvelope:
 
 
 def _message(body: dict[str, Any], event: EventEnvelope, correlation_id: str) -> Delivery:
-    return Delivery(
-        delivery_tag=0,
-        body=json.dumps(body, separators=(",", ":"), sort_keys=True).encode(),
-        routing_key=event.routing_key,
-        exchange="",
-        redelivered=False,
-        message_id=str(event.event_id),
-        type=event.type,
-        content_type="application/json",
-        timestamp=int(datetime.now(UTC).timestamp()),
-        headers={CORRELATION_HEADER: correlation_id},
-    )
+    encoded = json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
+    return messages.message(encoded, event.type, str(event.event_id), correlation_id)
 
 
 def _fix_in_dead_letter_queue(broker: Consumer, message_id: str) -> bool:

@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import live_system
-import pika
 import requests
 
+from devkit import messages
 from devkit.private_rabbitmq import PrivateRabbitMQ
 
 ACCOUNTS = 20
@@ -109,22 +109,6 @@ class Traffic(threading.Thread):
             self.session.get(f"{self.read_api}{path}", params={"wait_ms": 500}, headers=headers, timeout=10)
 
 
-def _publish_unparseable(broker_url: str) -> None:
-    connection = pika.BlockingConnection(pika.URLParameters(broker_url))
-    try:
-        channel = connection.channel()
-        channel.confirm_delivery()
-        channel.basic_publish(
-            "cqrs.events",
-            "account.MoneyDeposited",
-            b"{not json",
-            pika.BasicProperties(content_type="application/json", delivery_mode=2, message_id="demo-poison"),
-            mandatory=True,
-        )
-    finally:
-        connection.close()
-
-
 def drive(system: live_system.LiveSystem, node: PrivateRabbitMQ, scrape_interval: float) -> Run:
     run = Run(system.url("prometheus"), started=time.time())
     traffic = Traffic(system.url("write-service"), system.url("read-service"))
@@ -138,7 +122,7 @@ def drive(system: live_system.LiveSystem, node: PrivateRabbitMQ, scrape_interval
         traffic.rate = STEADY
         time.sleep(20)
         run.annotations.append(Annotation(time.time(), None, "unparseable message published"))
-        _publish_unparseable(node.url)
+        messages.publish(node.url, messages.message(b"{not json", "MoneyDeposited", "demo-poison"))
         time.sleep(30)
         outage = time.time()
         node.stop()

@@ -21,11 +21,11 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-import pika
 import psycopg2
 import pytest
 import requests
 
+from devkit import messages
 from devkit.metrics import sample
 from devkit.polling import eventually
 from tests.observability_expressions import (
@@ -212,26 +212,7 @@ def _cause_server_errors(system) -> list[requests.Response]:
 
 
 def _publish(broker_url: str, body: bytes, message_id: str, event_type: str, correlation_id: str) -> None:
-    connection = pika.BlockingConnection(pika.URLParameters(broker_url))
-    try:
-        channel = connection.channel()
-        channel.confirm_delivery()
-        channel.basic_publish(
-            "cqrs.events",
-            f"account.{event_type}",
-            body,
-            pika.BasicProperties(
-                content_type="application/json",
-                delivery_mode=2,
-                message_id=message_id,
-                type=event_type,
-                timestamp=int(time.time()),
-                headers={"x-correlation-id": correlation_id},
-            ),
-            mandatory=True,
-        )
-    finally:
-        connection.close()
+    messages.publish(broker_url, messages.message(body, event_type, message_id, correlation_id))
 
 
 def _dead_letter_twice(system, broker_url: str) -> None:
