@@ -25,6 +25,8 @@ from typing import Any
 import pytest
 import yaml
 
+from devkit.processes import free_port
+
 REPO = Path(__file__).resolve().parents[2]
 SERVICES = REPO / "services"
 CONFIG_MODULE = SERVICES / "cqrs_common" / "config.py"
@@ -453,7 +455,6 @@ class PrivatePostgres:
 def private_postgres() -> Iterator[Callable[..., PrivatePostgres]]:
     """Starts throwaway PostgreSQL 15 servers on free ports (trust auth on 127.0.0.1), stopped afterwards."""
     import os
-    import socket
 
     started: list[Path] = []
     pg_bin = Path("/usr/lib/postgresql/15/bin")
@@ -464,9 +465,7 @@ def private_postgres() -> Iterator[Callable[..., PrivatePostgres]]:
         # Not under pytest's tmp_path: its folders are private to root, and the server runs as postgres.
         root = Path(tempfile.mkdtemp(prefix="cqrs-deploy-pg-"))
         os.chown(root, *_postgres_ids())
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
+        port = free_port()
         as_postgres = ["runuser", "-u", "postgres", "--"]
         init = run(
             [

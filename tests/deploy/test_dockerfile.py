@@ -10,7 +10,6 @@ import os
 import re
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -23,6 +22,7 @@ import pytest
 from packaging_support import REPO, native_argv
 
 from devkit.polling import eventually
+from devkit.processes import free_port
 
 DOCKERFILE = REPO / "Dockerfile"
 ENTRYPOINT = REPO / "deploy" / "docker" / "entrypoint.sh"
@@ -255,9 +255,7 @@ def test_healthcheck_fails_on_an_error_status(http_server: str) -> None:
 
 
 def test_healthcheck_fails_when_nothing_listens() -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     assert healthcheck(f"http://127.0.0.1:{port}/healthz").returncode == 1
 
 

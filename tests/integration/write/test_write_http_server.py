@@ -14,19 +14,15 @@ from collections.abc import Iterator
 
 import pytest
 
+from devkit.processes import free_port
+
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 GUNICORN = [sys.executable, "-m", "gunicorn", "-c", "python:cqrs_common.gunicorn_conf"]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server() -> Iterator[tuple[str, int]]:
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "WEB_CONCURRENCY": "1", "SERVICE_NAME": "write-service-test", "LOG_LEVEL": "WARNING"}
     process = subprocess.Popen(
         [*GUNICORN, "--bind", f"127.0.0.1:{port}", "write_service.wsgi"],

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import time
 import uuid
@@ -22,6 +21,7 @@ from cqrs_common.messaging import (
     Publisher,
     PublishFailed,
 )
+from devkit.processes import free_port
 
 
 def _receive_all(consumer: Consumer, expected: int, timeout: float = 5.0) -> list[Delivery]:
@@ -225,9 +225,7 @@ def test_the_write_side_may_publish_but_not_consume_or_declare_queues(write_brok
 
 
 def test_connecting_to_a_broker_that_is_not_there_fails_fast() -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     publisher = Publisher(f"amqp://guest:guest@127.0.0.1:{port}/", connection_name="test-nowhere")
     started = time.monotonic()
     with pytest.raises(BrokerUnavailable):
