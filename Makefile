@@ -14,6 +14,8 @@ TEST_READ_DATABASE_URL ?= postgres://cqrs_read:cqrs_read@127.0.0.1:5434/cqrs_rea
 TEST_WRITE_RABBITMQ_URL ?= amqp://write-service:write-service@127.0.0.1:5672/cqrs_test
 TEST_READ_RABBITMQ_URL ?= amqp://read-service:read-service@127.0.0.1:5672/cqrs_test
 PYTEST := $(BIN)/pytest
+# The tools a target needs besides the venv, installed from Debian's packages when missing.
+INSTALL_WRK = bash deploy/local/install-missing.sh wrk wrk "the HTTP benchmark"
 PYTEST_ARGS ?=
 # The environment of each kind of test run: the write side's and the read side's integration tiers (each
 # service's Django settings), and the whole system (e2e, chaos).
@@ -111,9 +113,9 @@ test-integration: venv
 	$(READ_TIER_ENV) $(PYTEST) tests/integration/read --ds=read_service.settings -m "not chaos and not bench" $(PYTEST_ARGS)
 
 # The whole system on the test databases, migrated and subscribed (replication.sh) as `make run` has them.
-# bench/prerequisites.sh installs wrk if missing (the benchmark harness's test runs it).
+# wrk is installed if missing (the benchmark harness's test runs it).
 test-e2e: venv $(TEST_SETUP)
-	bash bench/prerequisites.sh
+	$(INSTALL_WRK)
 	$(SYSTEM_TIER_ENV) $(PYTEST) tests/e2e -m "not chaos and not bench" $(PYTEST_ARGS)
 
 # Offline checks of Compose, Kubernetes and the Tiltfile; prerequisites.sh installs docker-compose if missing.
@@ -129,7 +131,7 @@ test-compose: venv
 
 # Failure injection (chaos) and benchmarks (bench, numbers printed) of every tier, each tier with its own
 # settings as above; pytest's exit code 5 (no test of that mark in a tier) is not a failure.
-# tests/chaos/prerequisites.sh installs nftables if missing (a connection cut without closing it).
+# nftables is installed if missing (tests/support/network_cut.py: a connection cut without closing it).
 test-chaos: MARK := chaos
 test-chaos: chaos-prerequisites
 test-bench: MARK := bench
@@ -140,13 +142,13 @@ test-chaos test-bench: venv $(TEST_SETUP)
 	$(SYSTEM_TIER_ENV) $(PYTEST) tests/e2e tests/chaos -m $(MARK) $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 chaos-prerequisites:
-	bash tests/chaos/prerequisites.sh
+	bash deploy/local/install-missing.sh nft nftables "make test-chaos"
 
 # The benchmark harness on databases and a vhost of its own (cqrs_write_bench, cqrs_read_bench, cqrs_bench),
-# which it creates, migrates and empties; results in bench/results/. prerequisites.sh installs wrk if missing.
+# which it creates, migrates and empties; results in bench/results/. wrk is installed if missing.
 BENCH_ARGS ?=
 bench: venv
-	bash bench/prerequisites.sh
+	$(INSTALL_WRK)
 	$(PY) -m bench $(BENCH_ARGS)
 
 # The laboratory (docs/lab.md): one experiment against the system `make run` is running (LAB_SYSTEM=compose: the

@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if "http" in selected and not wrk_available():
         print(
-            "wrk is missing: `bash bench/prerequisites.sh` installs Debian's wrk (make bench runs it).",
+            "wrk is missing: `make bench` installs Debian's wrk (deploy/local/install-missing.sh).",
             file=sys.stderr,
         )
         return 2

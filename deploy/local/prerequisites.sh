@@ -7,11 +7,7 @@ set -euo pipefail
 
 log() { printf 'prerequisites: %s\n' "$*" >&2; }
 
-if ! command -v docker-compose >/dev/null 2>&1; then
-  [ "$(id -u)" = 0 ] || { log "docker-compose is missing: apt-get install docker-compose (as root)"; exit 1; }
-  log "installing docker-compose"
-  bash "$(dirname "$0")/apt-install.sh" docker-compose
-fi
+bash "$(dirname "$0")/install-missing.sh" docker-compose docker-compose "make test-deploy"
 
 # Debian's own kubectl (package kubernetes-client) is 1.20 with a kustomize too old for components, so a
 # missing or old kubectl is reported rather than replaced by it.

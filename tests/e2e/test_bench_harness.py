@@ -25,7 +25,7 @@ LAGS_MS = ("steady_lag_p50_ms", "steady_lag_p95_ms", "steady_lag_p99_ms")
 @pytest.fixture(scope="module")
 def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if shutil.which("wrk") is None:
-        pytest.skip("wrk is missing: bash bench/prerequisites.sh installs it")
+        pytest.skip("wrk is missing: make test-e2e installs it (deploy/local/install-missing.sh)")
     directory = tmp_path_factory.mktemp("bench-results")
     env = {
         **os.environ,

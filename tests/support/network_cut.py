@@ -3,7 +3,7 @@
 Every packet of the connection is dropped, both ways, by a nftables table of its own (added, then deleted
 whole, so nothing else on the machine is touched, Docker's tables included). Neither end gets a FIN or an
 RST: each learns of the cut only from its own TCP timeouts. Needs root and `nft`
-(tests/chaos/prerequisites.sh installs Debian's nftables when it is missing).
+(`make test-chaos` installs Debian's nftables when it is missing).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def connection_cut(client_port: int, server_port: int) -> Iterator[None]:
     """Drops the packets between 127.0.0.1:`client_port` and 127.0.0.1:`server_port` while the block runs;
     the rule is removed afterwards, also when the block fails."""
     if shutil.which("nft") is None:
-        raise RuntimeError("nft is missing: run tests/chaos/prerequisites.sh (as root)")
+        raise RuntimeError("nft is missing: apt-get install nftables (make test-chaos does, as root)")
     table = f"cqrs_cut_{os.getpid()}_{client_port}"
     _nft("add", "table", "inet", table)
     try:
