@@ -49,6 +49,9 @@ from devkit.metrics import sample, scrape
 
 REPO = Path(__file__).resolve().parents[1]
 DASHBOARDS = REPO / "observability" / "grafana" / "dashboards"
+# The dashboards' titles, as an experiment names their panels (Report.panels checks each title).
+API = "CQRS read/write API"
+PIPELINE = "CQRS pipeline"
 
 
 @dataclass(frozen=True)
@@ -125,6 +128,7 @@ class Lab(ApiClient):
         )
 
     def client(self) -> Client:
+        """A client on a session of its own; `with lab.client() as client:` closes it."""
         return Client(self)
 
     # --------------------------------------------------------------------------------- underneath
@@ -155,6 +159,13 @@ class Lab(ApiClient):
         """The sum of a metric's samples matching `labels` on a /metrics page; None when unreachable."""
         exposition = scrape(url, timeout=3)
         return None if exposition is None else sample(exposition, name, **labels) or 0.0
+
+    @classmethod
+    def running(cls) -> Lab:
+        """The system of the environment, once it answers (the experiment stops with a hint if not)."""
+        lab = cls.from_env()
+        lab.require_running()
+        return lab
 
     def require_running(self) -> None:
         """Stops the experiment with a hint when the system does not answer."""
@@ -247,6 +258,12 @@ class Client:
     def close(self) -> None:
         self.session.close()
 
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
 
 # ------------------------------------------------------------------------------------------------ output
 
@@ -270,11 +287,13 @@ def panel_titles() -> dict[str, set[str]]:
 class Report:
     """What an experiment prints: a title, numbered steps, observations, panels, and the result line."""
 
-    def __init__(self, name: str, purpose: str) -> None:
+    def __init__(self, name: str, doc: str) -> None:
+        """`doc`: the experiment module's docstring, whose first paragraph is its one-line summary and the
+        rest its purpose, printed under the title."""
         self.name = name
         self._step = 0
         print(f"== Experiment: {name}")
-        print(_indent(purpose))
+        print(_indent(doc.split("\n\n", 1)[1]))
         print()
 
     def step(self, text: str) -> None:

@@ -22,9 +22,8 @@ from decimal import Decimal
 from uuid import UUID
 
 from devkit.polling import poll
-from lab._support import Client, Lab, Report
+from lab._support import PIPELINE, Client, Lab, Report
 
-PIPELINE = "CQRS pipeline"
 ALLOW_VARIABLE = "LAB_ALLOW_BROKER_STOP"
 
 
@@ -46,13 +45,10 @@ def main(argv: list[str]) -> int:
         )
         return 2
     lab.require_running()
-    report = Report("broker-outage", __doc__.split("\n\n", 1)[1])
+    report = Report("broker-outage", __doc__)
     print(f"WARNING: stopping RabbitMQ for {args.outage_seconds:g} s: {control}.\n")
-    client = lab.client()
-    try:
+    with lab.client() as client:
         return run(lab, report, client, args.outage_seconds, args.interval)
-    finally:
-        client.close()
 
 
 def run(lab: Lab, report: Report, client: Client, outage: float, interval: float) -> int:

@@ -16,10 +16,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
-from lab._support import Lab, Report
-
-API = "CQRS read/write API"
-PIPELINE = "CQRS pipeline"
+from lab._support import API, PIPELINE, Lab, Report
 
 
 def main(argv: list[str]) -> int:
@@ -28,9 +25,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--retries", type=int, default=8, help="copies of the idempotent deposit (default 8)")
     args = parser.parse_args(argv)
 
-    lab = Lab.from_env()
-    lab.require_running()
-    report = Report("concurrency", __doc__.split("\n\n", 1)[1])
+    lab = Lab.running()
+    report = Report("concurrency", __doc__)
     race = if_match_races(lab, report, args.rounds)
     retried = idempotent_retries(lab, report, args.retries)
 

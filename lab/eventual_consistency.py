@@ -14,10 +14,7 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from lab._support import Client, Lab, Report, ms, percentile
-
-PIPELINE = "CQRS pipeline"
-API = "CQRS read/write API"
+from lab._support import API, PIPELINE, Client, Lab, Report, ms, percentile
 
 
 def main(argv: list[str]) -> int:
@@ -26,14 +23,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--accounts", type=int, default=4, help="accounts they are spread over (default 4)")
     args = parser.parse_args(argv)
 
-    lab = Lab.from_env()
-    lab.require_running()
-    report = Report("eventual-consistency", __doc__.split("\n\n", 1)[1])
-    client = lab.client()
-    try:
+    lab = Lab.running()
+    report = Report("eventual-consistency", __doc__)
+    with lab.client() as client:
         return run(lab, report, client, args.commands, args.accounts)
-    finally:
-        client.close()
 
 
 def run(lab: Lab, report: Report, client: Client, commands: int, account_count: int) -> int:

@@ -23,9 +23,8 @@ import time
 from decimal import Decimal
 from uuid import UUID
 
-from lab._support import Client, Lab, Report, ms, percentile
+from lab._support import PIPELINE, Client, Lab, Report, ms, percentile
 
-PIPELINE = "CQRS pipeline"
 APP_SERVICES = ("write-service", "relay", "read-service", "projector")
 TARGETS = (("write-db", 5432), ("read-db", 5432), ("rabbitmq", 5672))
 # Run with the container's own Python: for each host:port argument, 1 if a TCP connection opens within 2 s.
@@ -52,12 +51,9 @@ def main(argv: list[str]) -> int:
         print("network-cut needs the Compose system: `make up`, then LAB_SYSTEM=compose (docs/lab.md).")
         return 2
     lab.require_running()
-    report = Report("network-cut", __doc__.split("\n\n", 1)[1])
-    client = lab.client()
-    try:
+    report = Report("network-cut", __doc__)
+    with lab.client() as client:
         return run(lab, report, client, args.cut_seconds, args.interval)
-    finally:
-        client.close()
 
 
 def run(lab: Lab, report: Report, client: Client, cut: float, interval: float) -> int:

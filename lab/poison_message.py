@@ -27,9 +27,7 @@ from cqrs_common.messaging import (
 )
 from devkit import messages
 from devkit.polling import poll
-from lab._support import Lab, Report, ms
-
-PIPELINE = "CQRS pipeline"
+from lab._support import PIPELINE, Lab, Report, ms
 
 
 def main(argv: list[str]) -> int:
@@ -38,9 +36,8 @@ def main(argv: list[str]) -> int:
         "--hold", type=float, default=0.0, help="seconds it waits in the DLQ before the fix (default 0)"
     )
     args = parser.parse_args(argv)
-    lab = Lab.from_env()
-    lab.require_running()
-    report = Report("poison-message", __doc__.split("\n\n", 1)[1])
+    lab = Lab.running()
+    report = Report("poison-message", __doc__)
     with Consumer(lab.rabbitmq_url, connection_name="lab-poison-message") as broker:
         return run(lab, report, broker, args.hold)
 

@@ -20,10 +20,8 @@ import time
 from decimal import Decimal
 from uuid import UUID
 
-from lab._support import Client, Lab, Report
+from lab._support import API, PIPELINE, Client, Lab, Report
 
-PIPELINE = "CQRS pipeline"
-API = "CQRS read/write API"
 COMMANDS = ("verify_read_models", "rebuild_read_models")
 SKIPPED = 3  # exit status when the maintenance commands do not exist in this checkout
 _DRIFT = re.compile(r"^DRIFT account (?P<account>[0-9a-f-]{36}): (?P<what>.*)$")
@@ -40,12 +38,9 @@ def main(argv: list[str]) -> int:
         print(f"SKIPPED: this checkout has no {' / '.join(missing)} command (python -m read_service help).")
         return SKIPPED
     lab.require_running()
-    report = Report("rebuild", __doc__.split("\n\n", 1)[1])
-    client = lab.client()
-    try:
+    report = Report("rebuild", __doc__)
+    with lab.client() as client:
         return run(lab, report, client, args.commands)
-    finally:
-        client.close()
 
 
 def missing_commands(lab: Lab) -> list[str]:

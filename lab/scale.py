@@ -21,9 +21,8 @@ from uuid import UUID
 
 from devkit.polling import poll
 from devkit.processes import PYTHON, ServiceProcess
-from lab._support import Client, Lab, Report
+from lab._support import PIPELINE, Client, Lab, Report
 
-PIPELINE = "CQRS pipeline"
 SIGNS = {"deposit": 1, "transfer_in": 1, "withdrawal": -1, "transfer_out": -1}
 
 
@@ -43,9 +42,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--clients", type=int, default=8, help="concurrent clients (default 8)")
     args = parser.parse_args(argv)
 
-    lab = Lab.from_env()
-    lab.require_running()
-    report = Report("scale", __doc__.split("\n\n", 1)[1])
+    lab = Lab.running()
+    report = Report("scale", __doc__)
     report.step("Starting a second projector on the same queue (python -m read_service projector).")
     second = second_projector(lab)
     try:
