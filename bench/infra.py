@@ -19,6 +19,7 @@ import psycopg2
 from cqrs_common.messaging import DEAD_LETTER_QUEUE, PROJECTOR_QUEUE, Consumer
 from devkit.processes import PYTHON, REPO
 from devkit.replication import replica_reset
+from devkit.system_processes import Backends
 
 WRITE_DB_PORT = int(os.environ.get("WRITE_DB_PORT", "5433"))
 READ_DB_PORT = int(os.environ.get("READ_DB_PORT", "5434"))
@@ -26,18 +27,16 @@ READ_DB_PORT = int(os.environ.get("READ_DB_PORT", "5434"))
 _KEPT_TABLES = ("django_%", "auth_%")
 
 
-@dataclass(frozen=True, slots=True)
-class Databases:
-    write_url: str
-    read_url: str
-    write_broker_url: str
-    read_broker_url: str
+@dataclass(frozen=True)
+class Databases(Backends):
+    """What a benchmark runs on (devkit's Backends: both databases and each side's broker URL), and the
+    names infra.sh and replication.sh are given for them."""
 
     @classmethod
     def dedicated(cls, name: str) -> Databases:
         return cls(
-            write_url=f"postgres://cqrs_write:cqrs_write@127.0.0.1:{WRITE_DB_PORT}/cqrs_write_{name}",
-            read_url=f"postgres://cqrs_read:cqrs_read@127.0.0.1:{READ_DB_PORT}/cqrs_read_{name}",
+            write_database_url=f"postgres://cqrs_write:cqrs_write@127.0.0.1:{WRITE_DB_PORT}/cqrs_write_{name}",
+            read_database_url=f"postgres://cqrs_read:cqrs_read@127.0.0.1:{READ_DB_PORT}/cqrs_read_{name}",
             write_broker_url=f"amqp://write-service:write-service@127.0.0.1:5672/cqrs_{name}",
             read_broker_url=f"amqp://read-service:read-service@127.0.0.1:5672/cqrs_{name}",
         )
@@ -46,27 +45,27 @@ class Databases:
     def from_environment(cls) -> Databases:
         """The variables of the Makefile's test-e2e target."""
         return cls(
-            write_url=os.environ["WRITE_DATABASE_URL"],
-            read_url=os.environ["READ_DATABASE_URL"],
+            write_database_url=os.environ["WRITE_DATABASE_URL"],
+            read_database_url=os.environ["READ_DATABASE_URL"],
             write_broker_url=os.environ["TEST_WRITE_RABBITMQ_URL"],
             read_broker_url=os.environ["TEST_READ_RABBITMQ_URL"],
         )
 
     @property
     def write_database(self) -> str:
-        return _database_name(self.write_url)
+        return _database_name(self.write_database_url)
 
     @property
     def read_database(self) -> str:
-        return _database_name(self.read_url)
+        return _database_name(self.read_database_url)
 
     @property
     def write_port(self) -> int:
-        return urlsplit(self.write_url).port or 5432
+        return urlsplit(self.write_database_url).port or 5432
 
     @property
     def read_port(self) -> int:
-        return urlsplit(self.read_url).port or 5432
+        return urlsplit(self.read_database_url).port or 5432
 
     @property
     def vhost(self) -> str:
@@ -86,8 +85,8 @@ def provision(databases: Databases) -> None:
 def migrate(databases: Databases) -> None:
     """Both services' migrations, in parallel (the replication pair is made by `reset`)."""
     jobs = (
-        ("write_service", {"WRITE_DATABASE_URL": databases.write_url}),
-        ("read_service", {"READ_DATABASE_URL": databases.read_url}),
+        ("write_service", {"WRITE_DATABASE_URL": databases.write_database_url}),
+        ("read_service", {"READ_DATABASE_URL": databases.read_database_url}),
     )
     with ThreadPoolExecutor(max_workers=2) as pool:
         for done in [pool.submit(_migrate_one, package, env) for package, env in jobs]:
@@ -103,7 +102,7 @@ def reset(databases: Databases) -> str | None:
     projector's replication path would apply them to the fresh read models: the replica is emptied too, as
     the tests do it (devkit/replication.py). Identities are not restarted: no position is seen twice.
     """
-    for url in (databases.write_url, databases.read_url):
+    for url in (databases.write_database_url, databases.read_database_url):
         _truncate_own_tables(url)
     _script(  # the subscription, if this pair has none yet (idempotent)
         "deploy/local/replication.sh",
@@ -112,7 +111,7 @@ def reset(databases: Databases) -> str | None:
         READ_DB_PORT=str(databases.read_port),
     )
     try:
-        replica_reset(databases.read_url)
+        replica_reset(databases.read_database_url)
         problem = None
     except AssertionError as exc:  # e.g. no logical replication worker free on a crowded server
         problem = str(exc)

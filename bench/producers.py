@@ -47,7 +47,11 @@ def run_producers(
                 process = subprocess.Popen(
                     [PYTHON, "-m", "bench.producer", *args, "--accounts", str(accounts), "--seed", str(seed)],
                     cwd=REPO,
-                    env={**os.environ, "WRITE_DATABASE_URL": databases.write_url, "LOG_FORMAT": "json"},
+                    env={
+                        **os.environ,
+                        "WRITE_DATABASE_URL": databases.write_database_url,
+                        "LOG_FORMAT": "json",
+                    },
                     stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE,
                     stderr=stderr,

@@ -37,8 +37,8 @@ class Readings:
     """Two autocommit connections, one to each database, kept for the whole run."""
 
     def __init__(self, databases: Databases) -> None:
-        self._write = psycopg2.connect(databases.write_url)
-        self._read = psycopg2.connect(databases.read_url)
+        self._write = psycopg2.connect(databases.write_database_url)
+        self._read = psycopg2.connect(databases.read_database_url)
         self._write.autocommit = self._read.autocommit = True
 
     def close(self) -> None:

@@ -7,7 +7,7 @@ commits while they are down, and the outage scenario moves them to a private Rab
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from bench.infra import Databases
@@ -58,9 +58,7 @@ class BenchSystem(system_processes.RunningSystem):
         self.processes.clear()
 
     def _backends(self, write_broker_url: str, read_broker_url: str) -> system_processes.Backends:
-        return system_processes.Backends(
-            self.databases.write_url, self.databases.read_url, write_broker_url, read_broker_url
-        )
+        return replace(self.databases, write_broker_url=write_broker_url, read_broker_url=read_broker_url)
 
     def failed_processes(self) -> list[str]:
         return [name for name, process in self.processes.items() if not process.running]
