@@ -10,8 +10,8 @@ import time
 import psycopg2
 import requests
 
+from devkit.polling import eventually
 from tests.compose.conftest import ComposeSystem
-from tests.support.processes import eventually
 from tests.support.worker_health import probe
 
 

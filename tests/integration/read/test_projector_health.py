@@ -21,8 +21,9 @@ import psycopg2
 import pytest
 from django.conf import settings as django_settings
 
+from devkit.polling import eventually
 from read_service.projections.models import AccountView
-from tests.integration.read.conftest import AccountHistory, eventually, projector_command
+from tests.integration.read.conftest import AccountHistory, projector_command
 from tests.support.worker_health import probe
 
 READY_SECONDS = 2.0

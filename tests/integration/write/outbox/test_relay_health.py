@@ -8,8 +8,9 @@ from collections.abc import Callable
 from typing import Any
 
 from cqrs_common.messaging import Consumer
+from devkit.polling import eventually
+from devkit.processes import ServiceProcess, free_port
 from tests.integration.write.outbox.conftest import Outbox, receive_events
-from tests.support.processes import ServiceProcess, eventually, free_port
 from tests.support.worker_health import probe
 
 
