@@ -13,8 +13,11 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
+from typing import IO
 
 import pytest
+
+from devkit.polling import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "deploy" / "local" / "apt-install.sh"
@@ -26,9 +29,19 @@ pytestmark = pytest.mark.skipif(
 )
 
 
+def _take(lock_file: IO[str]) -> bool:
+    try:
+        fcntl.lockf(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
 def test_install_waits_for_a_held_dpkg_lock_then_succeeds() -> None:
     with DPKG_FRONTEND_LOCK.open("w") as lock:
-        fcntl.lockf(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        # Another install on the machine (a tier installing a browser, an operator's apt) may hold the lock
+        # now: wait for it as apt-install.sh would, rather than fail.
+        eventually(lambda: _take(lock), timeout=900, interval=0.5, what="dpkg's frontend lock")
         install = subprocess.Popen(
             ["bash", str(SCRIPT), "bash"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
