@@ -18,6 +18,7 @@ from packaging_support import REPO
 
 from cqrs_common import messaging
 from cqrs_common.events import EventEnvelope
+from devkit.messages import message, publish
 from devkit.private_rabbitmq import PrivateRabbitMQ
 from devkit.processes import free_port
 
@@ -118,3 +119,11 @@ def test_the_prometheus_plugin_serves_metrics(node: ContainerConfiguredRabbitMQ)
     with urllib.request.urlopen(f"http://127.0.0.1:{node.prometheus_port}/metrics", timeout=10) as response:
         assert response.status == 200
         assert b"rabbitmq_" in response.read()
+
+
+def test_the_broker_refuses_a_message_over_128_kib(urls: dict[str, str]) -> None:
+    # Under the limit it is taken (a body the projector will dead-letter as too large, but the broker's
+    # business is only its size); over it, the broker closes the publisher's channel.
+    publish(urls["write"], message(b"x" * 100_000, "AccountOpened", str(uuid.uuid4())))
+    with pytest.raises(messaging.BrokerError, match="larger than configured max size 131072"):
+        publish(urls["write"], message(b"x" * 140_000, "AccountOpened", str(uuid.uuid4())))
