@@ -12,6 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from bench import stages
 from bench.scenarios.common import ScenarioResult
 from bench.settings import TARGETS, Mode
 from bench.stats import median_and_spread
@@ -203,31 +204,55 @@ def _path_lines(summary: dict[str, Any]) -> list[str]:
     return lines
 
 
+STAGE_LABELS = {
+    "occurred_to_confirmed": "commit to RabbitMQ's confirm",
+    "published_to_applied": "publish to applied",
+    "occurred_to_applied": "commit to applied",
+}
+
+
 def _stage_lines(summary: dict[str, Any]) -> list[str]:
-    """The steady scenario's lag split by the pipeline's own histograms (medians of the runs' means)."""
+    """The steady scenario's lag split by the pipeline's own histograms (medians over the runs), with the
+    write path's own share (the paced client's command latency) and the stage that holds the p99."""
     runs = summary["scenarios"].get("steady", [])
-    phases = []
+    lines = []
     for label, pick in (("100/s", lambda run: run.get("at_100", {})), ("200/s", lambda run: run)):
-        means = [pick(run).get("stage_means_ms") or {} for run in runs]
-        medians = {
-            stage: statistics.median(values)
-            for stage in ("occurred_to_confirmed", "published_to_applied", "occurred_to_applied")
-            if (values := [m[stage] for m in means if m.get(stage) is not None])
+        phases = [pick(run) for run in runs]
+        figures = {
+            stage: _medians([(phase.get("stages_ms") or {}).get(stage) for phase in phases])
+            for stage in STAGE_LABELS
         }
-        if len(medians) == 3:
-            phases.append(
-                f"at {label}, {medians['occurred_to_confirmed']:.1f} ms from occurred_at to the confirm,"
-                f" {medians['published_to_applied']:.1f} ms from publish to applied and committed,"
-                f" {medians['occurred_to_applied']:.1f} ms in all"
-            )
-    if not phases:
+        command = _medians([phase.get("command_latency_ms") for phase in phases])
+        parts = [
+            f"{STAGE_LABELS[stage]} {_number(values['p50'], 1)} / {_number(values['p99'], 1)} ms"
+            for stage, values in figures.items()
+            if values["p50"] is not None
+        ]
+        if not parts:
+            continue
+        if command["p50"] is not None:
+            answered = f"{_number(command['p50'], 1)} / {_number(command['p99'], 1)} ms"
+            parts.insert(0, f"command answered {answered}")
+        owner = stages.tail_owner(figures)
+        tail = f"; the larger p99 of the two steps: {STAGE_LABELS[owner]}" if owner else ""
+        lines.append(f"- at {label}: " + "; ".join(parts) + tail + ".")
+    if not lines:
         return []
     return [
         "",
-        "Steady lag by stage (means, from the relay's and the projector's histograms): "
-        + "; ".join(phases)
-        + ".",
+        "Steady lag by stage, p50 / p99 (the relay's and the projector's histograms, interpolated inside"
+        " their buckets; the command from the paced client):",
+        *lines,
     ]
+
+
+def _medians(figures: list[dict[str, float | None] | None]) -> dict[str, float | None]:
+    """p50 and p99, each the median over the runs that have it."""
+    medians: dict[str, float | None] = {}
+    for figure in ("p50", "p99"):
+        present = [value for f in figures if f and (value := f.get(figure)) is not None]
+        medians[figure] = statistics.median(present) if present else None
+    return medians
 
 
 def _number(value: float | None, decimals: int) -> str:

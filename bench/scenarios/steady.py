@@ -47,11 +47,11 @@ def steady(context: Context) -> ScenarioResult:
             "lag_ms": lag,
             "paths": paths([*low_events, *events]),
             **load_details(sent),
-            "stage_means_ms": high_stages,
+            "stages_ms": high_stages,
             "at_100": {
                 "events": len(low_events),
                 "lag_ms": low_lag,
-                "stage_means_ms": low_stages,
+                "stages_ms": low_stages,
                 **load_details(low_sent),
             },
         },
@@ -61,9 +61,9 @@ def steady(context: Context) -> ScenarioResult:
 
 def _phase(
     context: Context, rate: int, start: float
-) -> tuple[list[AppliedEvent], PacedResult, dict[str, float | None]]:
-    """`rate` commands/s for the mode's steady time, then until its events are applied; also the mean of
-    each stage of the lag from the relay's and the projector's histograms."""
+) -> tuple[list[AppliedEvent], PacedResult, dict[str, dict[str, float | None]]]:
+    """`rate` commands/s for the mode's steady time, then until its events are applied; also the mean, p50
+    and p99 of each stage of the lag from the relay's and the projector's histograms."""
     readings, seconds = context.readings, context.mode.steady_seconds
     before = readings.last_position()
     histograms_before = stages.scrape(context.system.metrics_ports)
@@ -74,8 +74,8 @@ def _phase(
         sent = load.stop()
     committed = readings.committed_after(before)
     wait_applied(context, before, committed.last_position, committed.count, detail="last events")
-    means = stages.means_ms(histograms_before, stages.scrape(context.system.metrics_ports))
-    return readings.applied(before, committed.last_position), sent, means
+    by_stage = stages.stages_ms(histograms_before, stages.scrape(context.system.metrics_ports))
+    return readings.applied(before, committed.last_position), sent, by_stage
 
 
 def _rate(sent: PacedResult) -> float | None:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from bench import stages
 from devkit.processes import PYTHON, REPO
 from tests.e2e.conftest import setting
 
@@ -91,6 +92,17 @@ def test_every_command_of_the_run_succeeded_and_every_event_was_counted(results:
     http = scenarios["http"][0]
     assert http["deposit"]["non_2xx"] == 0 and http["read"]["non_2xx"] == 0
     assert http["deposit"]["socket_errors"] == 0 and http["read"]["socket_errors"] == 0
+
+
+def test_the_steady_lag_is_split_by_stage_and_its_tail_has_an_owner(results: Path) -> None:
+    steady = json.loads((results / "latest.json").read_text())["scenarios"]["steady"][0]
+    for phase in (steady["at_100"], steady):
+        assert set(phase["stages_ms"]) == set(stages.STAGES.values())
+        for stage, figures in phase["stages_ms"].items():
+            assert figures["p50"] is not None, (stage, figures)
+            assert 0 < figures["p50"] <= figures["p99"] < 60_000, (stage, figures)
+    table = (results / "latest.md").read_text()
+    assert "- at 100/s: command answered" in table and "the larger p99 of the two steps" in table
 
 
 def test_the_table_and_the_plots_are_written(results: Path) -> None:
