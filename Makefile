@@ -17,6 +17,10 @@ PYTEST := $(BIN)/pytest
 # The tools a target needs besides the venv, installed from Debian's packages when missing.
 INSTALL_WRK = bash deploy/local/install-missing.sh wrk wrk "the HTTP benchmark"
 PYTEST_ARGS ?=
+# TESTS narrows a tier to some of its files or directories (`make test-integration
+# TESTS=tests/integration/read/test_rebuild_read_models.py`); each tier runs the part of TESTS under it.
+TESTS ?=
+tier_tests = $(if $(TESTS),$(filter $(1)%,$(TESTS)),$(1))
 # The environment of each kind of test run: the write side's and the read side's integration tiers (each
 # service's Django settings), and the whole system (e2e, chaos).
 WRITE_TIER_ENV = WRITE_DATABASE_URL=$(TEST_WRITE_DATABASE_URL) RABBITMQ_URL=$(TEST_WRITE_RABBITMQ_URL) \
@@ -106,28 +110,32 @@ test: venv infra migrate-test
 	$(MAKE) --no-print-directory SETUP_DONE=1 test-unit test-integration test-e2e test-deploy test-compose test-chaos
 
 test-unit: venv
-	$(PYTEST) tests/unit $(PYTEST_ARGS)
+	$(if $(call tier_tests,tests/unit),$(PYTEST) $(call tier_tests,tests/unit) $(PYTEST_ARGS))
 
 test-integration: venv
-	$(WRITE_TIER_ENV) $(PYTEST) tests/integration/write --ds=write_service.settings -m "not chaos and not bench" $(PYTEST_ARGS)
-	$(READ_TIER_ENV) $(PYTEST) tests/integration/read --ds=read_service.settings -m "not chaos and not bench" $(PYTEST_ARGS)
+	$(if $(call tier_tests,tests/integration/write),$(WRITE_TIER_ENV) $(PYTEST) $(call tier_tests,tests/integration/write) \
+		--ds=write_service.settings -m "not chaos and not bench" $(PYTEST_ARGS))
+	$(if $(call tier_tests,tests/integration/read),$(READ_TIER_ENV) $(PYTEST) $(call tier_tests,tests/integration/read) \
+		--ds=read_service.settings -m "not chaos and not bench" $(PYTEST_ARGS))
 
 # The whole system on the test databases, migrated and subscribed (replication.sh) as `make run` has them.
 # wrk is installed if missing (the benchmark harness's test runs it).
 test-e2e: venv $(TEST_SETUP)
 	$(INSTALL_WRK)
-	$(SYSTEM_TIER_ENV) $(PYTEST) tests/e2e -m "not chaos and not bench" $(PYTEST_ARGS)
+	$(if $(call tier_tests,tests/e2e),$(SYSTEM_TIER_ENV) $(PYTEST) $(call tier_tests,tests/e2e) -m "not chaos and not bench" \
+		$(PYTEST_ARGS))
 
 # Offline checks of Compose, Kubernetes and the Tiltfile; prerequisites.sh installs docker-compose if missing.
 test-deploy: venv
 	bash deploy/local/prerequisites.sh
-	$(PYTEST) tests/deploy $(PYTEST_ARGS)
+	$(if $(call tier_tests,tests/deploy),$(PYTEST) $(call tier_tests,tests/deploy) $(PYTEST_ARGS))
 
 # The system in containers (tests/compose): an engine installed and started when absent, images built (local
 # ones from Debian's packages where no registry answers), then one Compose project on ports of its own.
 test-compose: venv
 	COMPOSE_PROJECT_NAME=cqrs-lab-test $(COMPOSE_SH) prepare
-	COMPOSE_PROJECT_NAME=cqrs-lab-test $(PYTEST) tests/compose $(PYTEST_ARGS)
+	$(if $(call tier_tests,tests/compose),COMPOSE_PROJECT_NAME=cqrs-lab-test $(PYTEST) $(call tier_tests,tests/compose) \
+		$(PYTEST_ARGS))
 
 # Failure injection (chaos) and benchmarks (bench, numbers printed) of every tier, each tier with its own
 # settings as above; pytest's exit code 5 (no test of that mark in a tier) is not a failure.
@@ -137,9 +145,12 @@ test-chaos: chaos-prerequisites
 test-bench: MARK := bench
 test-bench: PYTEST_ARGS += -s
 test-chaos test-bench: venv $(TEST_SETUP)
-	$(WRITE_TIER_ENV) $(PYTEST) tests/integration/write --ds=write_service.settings -m $(MARK) $(PYTEST_ARGS) || [ $$? -eq 5 ]
-	$(READ_TIER_ENV) $(PYTEST) tests/integration/read --ds=read_service.settings -m $(MARK) $(PYTEST_ARGS) || [ $$? -eq 5 ]
-	$(SYSTEM_TIER_ENV) $(PYTEST) tests/e2e tests/chaos -m $(MARK) $(PYTEST_ARGS) || [ $$? -eq 5 ]
+	$(if $(call tier_tests,tests/integration/write),$(WRITE_TIER_ENV) $(PYTEST) $(call tier_tests,tests/integration/write) \
+		--ds=write_service.settings -m $(MARK) $(PYTEST_ARGS) || [ $$? -eq 5 ])
+	$(if $(call tier_tests,tests/integration/read),$(READ_TIER_ENV) $(PYTEST) $(call tier_tests,tests/integration/read) \
+		--ds=read_service.settings -m $(MARK) $(PYTEST_ARGS) || [ $$? -eq 5 ])
+	$(if $(strip $(call tier_tests,tests/e2e) $(call tier_tests,tests/chaos)),$(SYSTEM_TIER_ENV) $(PYTEST) \
+		$(call tier_tests,tests/e2e) $(call tier_tests,tests/chaos) -m $(MARK) $(PYTEST_ARGS) || [ $$? -eq 5 ])
 
 chaos-prerequisites:
 	bash deploy/local/install-missing.sh nft nftables "make test-chaos"
