@@ -120,12 +120,14 @@ def service_name(default: str) -> str:
 
 
 def write_rabbitmq_url() -> str:
-    """The write side's broker user: it may only declare and publish to the events exchange."""
+    """The write side's broker user: it may only declare and publish to the events exchange. Several nodes
+    of a cluster: their URLs separated by commas (cqrs_common.messaging.connection)."""
     return env.str("RABBITMQ_URL", default=DEFAULT_WRITE_RABBITMQ_URL)
 
 
 def read_rabbitmq_url() -> str:
-    """The read side's broker user: it owns the topology and consumes the projector's queues."""
+    """The read side's broker user: it owns the topology and consumes the projector's queues. Several nodes
+    of a cluster: their URLs separated by commas (cqrs_common.messaging.connection)."""
     return env.str("RABBITMQ_URL", default=DEFAULT_READ_RABBITMQ_URL)
 
 

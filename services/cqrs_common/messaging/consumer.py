@@ -44,6 +44,7 @@ class Consumer(DeadLetterAdministration):
         self._consumer_tag: str | None = None
         self._publish_channel: BlockingChannel | None = None
         with broker_errors():
+            # Every node of a cluster, in turn: BlockingConnection tries each until one answers.
             self._connection = pika.BlockingConnection(
                 connection_parameters(url, connection_name=connection_name)
             )

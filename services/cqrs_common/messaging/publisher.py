@@ -41,7 +41,9 @@ class Publisher:
         """`on_blocked` hears RabbitMQ's flow control: called with the broker's reason when it blocks this
         connection's publishing (a memory or disk alarm), with None when it lets it go on. Blocked longer than
         the blocked-connection timeout, the connection is closed (a `BrokerUnavailable`)."""
-        self._parameters = connection_parameters(url, connection_name=connection_name)
+        # A cluster's nodes in turn: this publisher tries the node after the previous publisher's (pika's
+        # SelectConnection takes one); a relay that lost its node reconnects with a new publisher to the next.
+        self._parameters = connection_parameters(url, connection_name=connection_name)[0]
         self._confirm_timeout = confirm_timeout
         self._on_blocked = on_blocked
         self._connection: pika.SelectConnection | None = None
