@@ -4,7 +4,7 @@
 #   compose.sh up        engine ensured (ensure-docker.sh), images chosen, everything built and started in the
 #                        background, waited for until healthy, then the URLs printed;
 #   compose.sh prepare   the same without starting anything (the Compose test tier's first step);
-#   compose.sh down      containers, networks and volumes removed (the eventstore profile's too);
+#   compose.sh down      containers, networks and volumes removed (the eventstore and cluster profiles' too);
 #   compose.sh ARGS...   any other Compose command on the same project (logs -f, ps, stop rabbitmq, ...).
 #
 # Images: CQRS_IMAGES=official pulls the official images (the Compose file's defaults); CQRS_IMAGES=local builds
@@ -127,8 +127,8 @@ case "${1:-}" in
   down)
     shift
     choose_images
-    COMPOSE_FILE="${COMPOSE_FILE:-docker-compose.yml}:deploy/compose/eventstore.yml" \
-      "${COMPOSE[@]}" --profile eventstore --profile grafana down --volumes --remove-orphans "$@"
+    COMPOSE_FILE="${COMPOSE_FILE:-docker-compose.yml}:deploy/compose/eventstore.yml:deploy/compose/rabbitmq-cluster.yml" \
+      "${COMPOSE[@]}" --profile eventstore --profile cluster --profile grafana down --volumes --remove-orphans "$@"
     rm -f "$STATE"
     ;;
   "")
