@@ -301,8 +301,9 @@ def generated(objects: tuple[dict[str, Any], ...], kind: str, prefix: str) -> di
 
 
 def pod_spec(obj: dict[str, Any]) -> dict[str, Any]:
-    spec = obj["spec"]["template"]["spec"]
-    return spec
+    """The pod template's spec of a workload; a CronJob's is inside its Job template."""
+    spec = obj["spec"]["jobTemplate"]["spec"] if obj["kind"] == "CronJob" else obj["spec"]
+    return spec["template"]["spec"]
 
 
 def container_env(objects: tuple[dict[str, Any], ...], container: dict[str, Any]) -> dict[str, str | None]:

@@ -30,7 +30,7 @@ from packaging_support import (
 # kind v0.33's default node image is Kubernetes 1.37; 1.34 is the oldest release still maintained upstream.
 KUBERNETES_VERSIONS = ("1.37.0", "1.34.0")
 NAMESPACE = "cqrs-lab"
-WORKLOAD_KINDS = {"Deployment", "StatefulSet", "Job"}
+WORKLOAD_KINDS = {"Deployment", "StatefulSet", "Job", "CronJob"}
 CLUSTER_SCOPED = {"Namespace"}
 # Client-side `kubectl apply` keeps a copy of each object in an annotation of at most 256 KiB.
 MAX_CONFIGMAP_BYTES = 256 * 1024
@@ -181,7 +181,21 @@ def test_the_system_has_every_process_and_server(base_objects: Objects) -> None:
         "rabbitmq": "StatefulSet",
         "migrate": "Job",
         "replication-init": "Job",
+        "purge-idempotency-keys": "CronJob",
     }
+
+
+def test_expired_idempotency_keys_are_purged_hourly_never_twice_at_once(base_objects: Objects) -> None:
+    cron = find(base_objects, "CronJob", "purge-idempotency-keys")
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+    minute, hour, *rest = cron["spec"]["schedule"].split()
+    assert minute.isdigit() and (hour, rest) == ("*", ["*", "*", "*"])
+    container = main_container(cron)
+    # The command the README gives for cron on a native run, as that command is named in the code.
+    assert container["args"] == ["python", "-m", "write_service", "purge_idempotency_keys"]
+    assert "purge_idempotency_keys" in (REPO / "README.md").read_text()
+    assert (REPO / "services/write_service/ledger/management/commands/purge_idempotency_keys.py").exists()
+    assert pod_spec(cron)["restartPolicy"] == "Never"
 
 
 def test_app_containers_run_the_native_commands(base_objects: Objects) -> None:
