@@ -1,9 +1,11 @@
-"""One reader of a /metrics page (the Prometheus text format), on prometheus_client's own parser."""
+"""A /metrics page fetched over HTTP, and its samples read with the services' own reader
+(cqrs_common.metrics_page, on prometheus_client's parser)."""
 
 from __future__ import annotations
 
 import requests
-from prometheus_client.parser import text_string_to_metric_families
+
+from cqrs_common.metrics_page import MetricsPage
 
 
 def scrape(url: str, timeout: float = 5.0) -> str | None:
@@ -18,13 +20,7 @@ def scrape(url: str, timeout: float = 5.0) -> str | None:
 def sample(exposition: str, name: str, **labels: str) -> float | None:
     """The sum of the samples called `name` (as exposed: `cqrs_events_applied_total`, `..._seconds_count`)
     whose labels include `labels`; None when the page has none."""
-    values = [
-        found.value
-        for family in text_string_to_metric_families(exposition)
-        for found in family.samples
-        if found.name == name and all(found.labels.get(key) == value for key, value in labels.items())
-    ]
-    return sum(values) if values else None
+    return MetricsPage(exposition).sample(name, **labels)
 
 
 def sample_at(url: str, name: str, **labels: str) -> float | None:
