@@ -279,3 +279,12 @@ def replication_publisher_conninfo() -> str | None:
     `replication_status` does not look at the slot on the publisher and `resubscribe_events` reaches it as
     the existing subscription did."""
     return env.str("REPLICATION_PUBLISHER_CONNINFO", default="") or None
+
+
+# ---------------------------------------------------------------------------- the live view (/lab/)
+
+
+def lab_origins() -> list[str]:
+    """Origins whose pages may call the write API from a browser (CORS, on /api/ only): where /lab/ is
+    opened. The native and published read-service address by default; empty allows no browser page."""
+    return env.list("LAB_ORIGINS", default=["http://127.0.0.1:8002", "http://localhost:8002"])

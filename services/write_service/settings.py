@@ -17,8 +17,9 @@ from cqrs_common.django_base import (
 ROOT_URLCONF = "write_service.urls"
 WSGI_APPLICATION = "write_service.wsgi.application"
 
-INSTALLED_APPS = [*BASE_APPS, "write_service.ledger"]
-MIDDLEWARE = [*BASE_MIDDLEWARE_TOP, *BASE_MIDDLEWARE_BOTTOM]
+INSTALLED_APPS = [*BASE_APPS, "corsheaders", "write_service.ledger"]
+# CORS answers preflights before anything else runs on them (no token, no body: nothing to check there).
+MIDDLEWARE = ["corsheaders.middleware.CorsMiddleware", *BASE_MIDDLEWARE_TOP, *BASE_MIDDLEWARE_BOTTOM]
 
 DATABASES = {
     "default": config.write_database(CONN_MAX_AGE),
@@ -29,6 +30,23 @@ DATABASES["default"]["ENGINE"] = "django_prometheus.db.backends.postgresql"
 API_TOKENS = config.api_tokens()
 IDEMPOTENCY_KEY_TTL_SECONDS = config.idempotency_key_ttl_seconds()
 RABBITMQ_URL = config.write_rabbitmq_url()
+
+# Browsers may call the API from the live view's page (read-service's /lab/, CONTRACT.md "CORS"): only from
+# LAB_ORIGINS, only on /api/, with the headers a command sends and the ones its answer carries. No cookies
+# are involved (credentials stay off): the page sends the bearer token the learner typed, as any client does.
+CORS_ALLOWED_ORIGINS = config.lab_origins()
+CORS_URLS_REGEX = r"^/api/.*$"
+CORS_ALLOW_METHODS = ["GET", "POST", "OPTIONS"]
+CORS_ALLOW_HEADERS = ["authorization", "content-type", "idempotency-key", "if-match", "x-correlation-id"]
+CORS_EXPOSE_HEADERS = [
+    "ETag",
+    "Location",
+    "X-Consistency-Token",
+    "X-Correlation-ID",
+    "Idempotent-Replayed",
+    "Retry-After",
+]
+CORS_PREFLIGHT_MAX_AGE = 600
 
 SPECTACULAR_SETTINGS = spectacular(
     "cqrs-lab write API", "Commands of the ledger: open, deposit, withdraw, close, transfer."
