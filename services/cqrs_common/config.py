@@ -282,6 +282,30 @@ def replication_publisher_conninfo() -> str | None:
 
 
 # ---------------------------------------------------------------------------- the live view (/lab/)
+# read-service's page /lab/ draws the pipeline from the other processes' /metrics pages; where those are is
+# the packaging's business (service names in Compose and Kubernetes), so each is a setting. The defaults are
+# the native run's addresses (CONTRACT.md: write-service 8001, relay 9101, projector 9102).
+
+
+def lab_write_metrics_url() -> str:
+    """write-service's /metrics as read-service reaches it (commands per second on the page)."""
+    return env.str("LAB_WRITE_METRICS_URL", default="http://127.0.0.1:8001/metrics")
+
+
+def lab_relay_metrics_url() -> str:
+    """The relay's /metrics as read-service reaches it (outbox backlog, published, slot WAL retained)."""
+    return env.str("LAB_RELAY_METRICS_URL", default="http://127.0.0.1:9101/metrics")
+
+
+def lab_projector_metrics_url() -> str:
+    """The projector's /metrics as read-service reaches it (applied by path, dead-lettered, active path)."""
+    return env.str("LAB_PROJECTOR_METRICS_URL", default="http://127.0.0.1:9102/metrics")
+
+
+def lab_write_api_url() -> str:
+    """The write API as the learner's browser reaches it: the page's "Try it" commands go there directly
+    (with the token the learner types), so it is the host's address, not a service name."""
+    return env.str("LAB_WRITE_API_URL", default="http://127.0.0.1:8001")
 
 
 def lab_origins() -> list[str]:

@@ -17,8 +17,28 @@ from cqrs_common.django_base import (
 ROOT_URLCONF = "read_service.urls"
 WSGI_APPLICATION = "read_service.wsgi.application"
 
-INSTALLED_APPS = [*BASE_APPS, "read_service.projections"]
-MIDDLEWARE = [*BASE_MIDDLEWARE_TOP, *BASE_MIDDLEWARE_BOTTOM]
+INSTALLED_APPS = [
+    *BASE_APPS,
+    "django.contrib.staticfiles",
+    "read_service.projections",
+    "read_service.lab_view",
+]
+# WhiteNoise first: the live view's script and stylesheet are answered before any other middleware runs.
+MIDDLEWARE = ["whitenoise.middleware.WhiteNoiseMiddleware", *BASE_MIDDLEWARE_TOP, *BASE_MIDDLEWARE_BOTTOM]
+
+# The live view (/lab/): one template and its static files, served from the app's own directory by WhiteNoise
+# (found by Django's finders when the process starts: no collectstatic step, nothing written at run time, so
+# the read-only root file system of the Kubernetes pods is fine).
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "APP_DIRS": True,
+        "OPTIONS": {"context_processors": []},
+    }
+]
+STATIC_URL = "/lab/static/"
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = False
 
 DATABASES = {
     "default": config.read_database(CONN_MAX_AGE),

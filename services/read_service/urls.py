@@ -1,4 +1,5 @@
 from django.urls import include, path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView
 
 from cqrs_common.web.health import healthz, readyz
@@ -8,6 +9,8 @@ urlpatterns = [
     path("readyz", readyz),
     path("api/schema", SpectacularAPIView.as_view(), name="schema"),
     path("api/", include("read_service.queries.urls")),
+    path("lab", RedirectView.as_view(url="/lab/")),
+    path("lab/", include("read_service.lab_view.urls")),
     path("", include("django_prometheus.urls")),
 ]
 

@@ -127,8 +127,8 @@ def _scope(path: Path) -> str:
     relative = path.relative_to(SERVICES)
     if relative.parts[0] == "cqrs_common":
         return "web" if relative.name == "gunicorn_conf.py" else "all"
-    if relative.parts[:2] == ("read_service", "queries"):
-        return "read-api"  # the query API: only read-service's gunicorn imports it, never the projector
+    if relative.parts[:2] in (("read_service", "queries"), ("read_service", "lab_view")):
+        return "read-api"  # the query API and the live view: only read-service's gunicorn imports them
     if "commands" in relative.parts and relative.parts[-2] == "commands":
         return f"cmd:{relative.stem}"
     return {"write_service": "write", "read_service": "read"}[relative.parts[0]]
@@ -174,7 +174,8 @@ def settings_env_vars() -> dict[str, frozenset[str]]:
 
     Scopes: `all` (cqrs_common, read by every Django process), `web` (gunicorn_conf.py: the two gunicorn
     services), `write` / `read` (each side's codebase: its settings, shared by its web service and worker),
-    `read-api` (read_service/queries: the query API, which only read-service serves), `cmd:<name>` (a
+    `read-api` (read_service/queries and lab_view: the query API and the live view, which only read-service
+    serves), `cmd:<name>` (a
     management command: only the process it is, e.g. the relay). config.py is the one place
     that reads the environment; a call of one of its functions counts where the call is, so a variable added
     there and used somewhere is found without changing this test.

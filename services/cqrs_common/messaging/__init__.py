@@ -12,6 +12,7 @@ touches this package alone. Callers import from here, never from its modules:
 - `publisher`: `Publisher`, batches with publisher confirms over an asynchronous connection (the relay).
 - `consumer`: `Consumer`, batches received and settled over a blocking connection (the projector).
 - `dead_letters`: listing, counting, replaying and purging a queue's messages (the `dlq` command).
+- `queues`: `queue_depths`, the ready messages of queues on a short-lived connection (the live view).
 """
 
 from cqrs_common.messaging.connection import (
@@ -28,6 +29,7 @@ from cqrs_common.messaging.message import (
     message_properties,
 )
 from cqrs_common.messaging.publisher import Publisher
+from cqrs_common.messaging.queues import queue_depths
 from cqrs_common.messaging.topology import (
     DEAD_LETTER_EXCHANGE,
     DEAD_LETTER_QUEUE,
@@ -62,4 +64,5 @@ __all__ = [
     "connection_parameters",
     "declare_topology",
     "message_properties",
+    "queue_depths",
 ]
