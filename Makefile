@@ -16,6 +16,8 @@ TEST_READ_RABBITMQ_URL ?= amqp://read-service:read-service@127.0.0.1:5672/cqrs_t
 PYTEST := $(BIN)/pytest
 # The tools a target needs besides the venv, installed from Debian's packages when missing.
 INSTALL_WRK = bash deploy/local/install-missing.sh wrk wrk "the HTTP benchmark"
+INSTALL_BROWSER = bash deploy/local/install-missing.sh chromium chromium "the live view's browser test" && \
+	bash deploy/local/install-missing.sh chromedriver chromium-driver "the live view's browser test"
 PYTEST_ARGS ?=
 # TESTS narrows a tier to some of its files or directories (`make test-integration
 # TESTS=tests/integration/read/test_rebuild_read_models.py`); each tier runs the part of TESTS under it.
@@ -119,9 +121,11 @@ test-integration: venv
 		--ds=read_service.settings -m "not chaos and not bench" $(PYTEST_ARGS))
 
 # The whole system on the test databases, migrated and subscribed (replication.sh) as `make run` has them.
-# wrk is installed if missing (the benchmark harness's test runs it).
+# wrk is installed if missing (the benchmark harness's test runs it), and Debian's chromium and chromium-driver
+# (the live view's browser test, about 2 minutes of the tier).
 test-e2e: venv $(TEST_SETUP)
 	$(INSTALL_WRK)
+	$(INSTALL_BROWSER)
 	$(if $(call tier_tests,tests/e2e),$(SYSTEM_TIER_ENV) $(PYTEST) $(call tier_tests,tests/e2e) -m "not chaos and not bench" \
 		$(PYTEST_ARGS))
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import subprocess
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from uuid import UUID
 
@@ -57,6 +57,10 @@ class System(system_processes.RunningSystem, ApiClient):
     write_broker_url: str
     read_broker_url: str
     relay_count: int = 0
+    # Chosen before anything starts, so read-service's live view is told where the relay's and the projector's
+    # /metrics are (a relay started again after a crash takes the same port).
+    relay_metrics_port: int = field(default_factory=free_port)
+    projector_metrics_port: int = field(default_factory=free_port)
 
     # ---------------------------------------------------------------------------------------- processes
 
@@ -87,7 +91,7 @@ class System(system_processes.RunningSystem, ApiClient):
         self.prepare()
         self.start_web_services(
             self.backends,
-            {"CQRS_API_TOKENS": TOKEN, **(web_env or {})},
+            {"CQRS_API_TOKENS": TOKEN, **self.lab_settings, **(web_env or {})},
             workers={"write-service": 4, "read-service": 3},
         )
         self.start_projector()
@@ -99,6 +103,19 @@ class System(system_processes.RunningSystem, ApiClient):
         system_processes.stop(self.processes.values())
 
     @property
+    def lab_settings(self) -> dict[str, str]:
+        """The live view's settings (CONTRACT.md), as the packagings give them: where read-service finds the
+        other processes' /metrics, where the browser finds the write API, and the page's origin, which the
+        write API lets call it."""
+        return {
+            "LAB_WRITE_METRICS_URL": f"{self.write_api}/metrics",
+            "LAB_RELAY_METRICS_URL": f"http://127.0.0.1:{self.relay_metrics_port}/metrics",
+            "LAB_PROJECTOR_METRICS_URL": f"http://127.0.0.1:{self.projector_metrics_port}/metrics",
+            "LAB_WRITE_API_URL": self.write_api,
+            "LAB_ORIGINS": self.read_api,
+        }
+
+    @property
     def backends(self) -> system_processes.Backends:
         return system_processes.Backends(
             self.write_database_url, self.read_database_url, self.write_broker_url, self.read_broker_url
@@ -108,14 +125,17 @@ class System(system_processes.RunningSystem, ApiClient):
         """Starts a relay (the old one, if any, must be stopped or killed first) and waits until it leads."""
         self.relay_count += 1
         relay = system_processes.relay(
-            f"relay-{self.relay_count}", self.backends, free_port(), {"RELAY_MAX_BACKOFF_SECONDS": "1"}
+            f"relay-{self.relay_count}",
+            self.backends,
+            self.relay_metrics_port,
+            {"RELAY_MAX_BACKOFF_SECONDS": "1"},
         )
         self.processes["relay"] = relay
         relay.wait_for_log(system_processes.RELAY_READY_EVENT, timeout=30)
         return relay
 
     def start_projector(self) -> ServiceProcess:
-        projector = system_processes.projector("projector", self.backends, free_port())
+        projector = system_processes.projector("projector", self.backends, self.projector_metrics_port)
         self.processes["projector"] = projector
         projector.wait_for_log(system_processes.PROJECTOR_READY_EVENT, timeout=30)
         return projector
