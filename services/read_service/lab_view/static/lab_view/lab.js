@@ -76,17 +76,16 @@
   function markUp(id, up) {
     const element = $(id);
     element.dataset.up = String(Boolean(up));
-    // The figure's element carries the raw total for anyone reading the page with a program.
   }
 
   function render(data) {
     markUp("node-write", data.write_service.up);
     markUp("node-relay", data.relay.up);
-    markUp("node-events", data.relay.up);
+    markUp("node-events", data.relay.up); // its backlog is the relay's figure
     markUp("node-broker", data.broker.up);
     markUp("node-projector", data.projector.up);
     markUp("node-read-db", data.read_db.up);
-    markUp("node-replica", data.read_db.up);
+    markUp("node-replica", data.read_db.up); // the replica is a table of the read database
 
     setText("fig-commands", data.write_service.up ? perSecond(["write_service", "commands_total"]) : "down");
     setText("fig-commands-total", total(["write_service", "commands_total"], "in all"));
@@ -119,7 +118,7 @@
     const lag = data.read_db.lag;
     setText("fig-lag-p50", lag && lag.p50 !== null ? `p50 ${seconds(lag.p50)}` : (data.read_db.up ? "p50 –" : "down"));
     setText("fig-lag-p99", lag && lag.p99 !== null ? `p99 ${seconds(lag.p99)}` : "p99 –");
-    setText("fig-lag-window", lag ? `${number(lag.events)} events, last ${lag.window_seconds} s` : "");
+    setText("fig-lag-window", lag ? `${number(lag.events)} event${lag.events === 1 ? "" : "s"}, last ${lag.window_seconds} s` : "");
 
     setText("fig-slot", data.relay.up ? bytes(data.relay.slot_retained_bytes) : "–");
     setText("fig-replication-state", data.projector.up
