@@ -28,9 +28,10 @@ trap stop TERM INT
 
 touch "$trigger"
 while :; do
+    # The trigger's time before the command starts: a sync that lands while it starts still restarts it.
+    stamp=$(date -r "$trigger" +%s%N)
     "$@" &
     child=$!
-    stamp=$(date -r "$trigger" +%s%N)
     while kill -0 "$child" 2>/dev/null; do
         if [ "$(date -r "$trigger" +%s%N 2>/dev/null || echo "$stamp")" != "$stamp" ]; then
             echo "cqrs-entrypoint: $trigger changed, restarting: $*" >&2
