@@ -5,7 +5,8 @@ it). Behind one small API the topology is declared the same way by everyone, a m
 pika's exceptions never leak (callers catch `BrokerError`), and upgrading or replacing the client library
 touches this package alone. Callers import from here, never from its modules:
 
-- `topology`: exchange and queue names, their arguments, `declare_topology`.
+- `topology`: exchange and queue names, their arguments, `declare_topology`; `SubscriberQueues`, the queues
+  of an independent subscriber (reporting), named by `reporting_queues`.
 - `connection`: connection parameters (heartbeat, blocked-connection timeout) from an amqp:// URL.
 - `message`: an event's AMQP properties, and `Delivery`, a received message.
 - `errors`: `BrokerError` and its kinds, and the translation of pika's exceptions into them.
@@ -39,7 +40,10 @@ from cqrs_common.messaging.topology import (
     EVENTS_EXCHANGE,
     PROJECTOR_QUEUE,
     PROJECTOR_QUEUE_ARGUMENTS,
+    REPORTING_QUEUE_PREFIX,
+    SubscriberQueues,
     declare_topology,
+    reporting_queues,
 )
 
 __all__ = [
@@ -55,14 +59,17 @@ __all__ = [
     "PROJECTOR_QUEUE",
     "PROJECTOR_QUEUE_ARGUMENTS",
     "PUBLISHED_AT_HEADER",
+    "REPORTING_QUEUE_PREFIX",
     "BrokerError",
     "BrokerUnavailable",
     "Consumer",
     "Delivery",
     "PublishFailed",
     "Publisher",
+    "SubscriberQueues",
     "connection_parameters",
     "declare_topology",
     "message_properties",
     "queue_depths",
+    "reporting_queues",
 ]

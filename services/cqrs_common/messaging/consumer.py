@@ -18,13 +18,15 @@ from cqrs_common.messaging.connection import connection_parameters
 from cqrs_common.messaging.dead_letters import DeadLetterAdministration
 from cqrs_common.messaging.errors import BrokerError, broker_errors
 from cqrs_common.messaging.message import Delivery
-from cqrs_common.messaging.topology import PROJECTOR_QUEUE, declare_topology
+from cqrs_common.messaging.topology import PROJECTOR_QUEUE, SubscriberQueues, declare_topology
 
 
 class Consumer(DeadLetterAdministration):
     """The read side's connection: consumes a queue in batches and handles its dead letters.
 
-    Connecting declares the topology (idempotent) unless `declare=False`. `receive` starts consuming with
+    Connecting declares the topology (idempotent) unless `declare=False`: the projector's, or with
+    `subscriber` that subscriber's queues (and `queue` is its queue); `queue_was_new` then says whether its
+    queue had to be created, so events published before now are not in it. `receive` starts consuming with
     `prefetch` unacknowledged messages in flight; keep it above the batch size so the next batch is already
     here while the current one is applied. Unacknowledged messages go back to the queue when it closes.
     """
@@ -37,8 +39,10 @@ class Consumer(DeadLetterAdministration):
         queue: str = PROJECTOR_QUEUE,
         prefetch: int = 1000,
         declare: bool = True,
+        subscriber: SubscriberQueues | None = None,
     ) -> None:
-        self.queue = queue
+        self.queue = subscriber.queue if subscriber is not None else queue
+        self.queue_was_new = False
         self._prefetch = prefetch
         self._buffer: deque[Delivery] = deque()
         self._consumer_tag: str | None = None
@@ -50,7 +54,10 @@ class Consumer(DeadLetterAdministration):
             )
             try:
                 self._channel = self._connection.channel()
-                if declare:
+                if declare and subscriber is not None:
+                    self.queue_was_new = not self._queue_exists(subscriber.queue)
+                    subscriber.declare(self._channel)
+                elif declare:
                     declare_topology(self._channel)
             except BaseException:
                 self._connection.close()
@@ -59,6 +66,26 @@ class Consumer(DeadLetterAdministration):
     @property
     def is_open(self) -> bool:
         return self._connection.is_open and self._channel.is_open
+
+    def _queue_exists(self, queue: str) -> bool:
+        """A passive declaration on a channel of its own: RabbitMQ closes a channel that asks for a queue
+        that does not exist (404), and that must not be the consuming one."""
+        probe = self._connection.channel()
+        try:
+            probe.queue_declare(queue, passive=True)
+            return True
+        except pika.exceptions.ChannelClosedByBroker as exc:
+            if exc.reply_code == 404:
+                return False
+            raise
+        finally:
+            if probe.is_open:
+                probe.close()
+
+    def delete_subscriber(self, subscriber: SubscriberQueues) -> None:
+        """Deletes a subscriber's queues and dead-letter exchange, messages included."""
+        with broker_errors():
+            subscriber.delete(self._channel)
 
     def receive(self, max_count: int, timeout: float, idle: float = 0.005) -> list[Delivery]:
         """Up to `max_count` deliveries, in queue order: waits up to `timeout` seconds for the first, then

@@ -9,10 +9,20 @@ comes back as `PublishFailed` and stays in the outbox, instead of vanishing into
 to. That keeps the write-service's broker user to one exchange (RabbitMQ requires *read* permission on a
 queue to declare it with a dead-letter exchange, which would let the write side consume the read side's
 queue).
+
+A subscriber of its own (reporting) gets a queue, a dead-letter exchange and a dead-letter queue of its own,
+all named after its queue (`SubscriberQueues`):
+
+    cqrs.events --account.#--> reporting.<name> (quorum) --rejected--> reporting.<name>.dlx --> ....dlq
+
+Its own dead-letter exchange, because cqrs.events.dlx routes every key to the projector's DLQ: a shared one
+would mix the two consumers' refusals. It declares neither cqrs.events nor cqrs.events.dlx (its broker user
+may only read the one and not touch the other); binding to cqrs.events fails until the read side declared it.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from pika.adapters.blocking_connection import BlockingChannel
@@ -52,3 +62,48 @@ def declare_topology(channel: BlockingChannel) -> None:
     channel.queue_bind(DEAD_LETTER_QUEUE, DEAD_LETTER_EXCHANGE, routing_key="#")
     channel.queue_declare(PROJECTOR_QUEUE, durable=True, arguments=PROJECTOR_QUEUE_ARGUMENTS)
     channel.queue_bind(PROJECTOR_QUEUE, EVENTS_EXCHANGE, routing_key=EVENTS_BINDING_KEY)
+
+
+# Every queue of a reporting subscriber starts with this; its broker user may configure only such names.
+REPORTING_QUEUE_PREFIX = "reporting."
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriberQueues:
+    """The queues of one independent subscriber of cqrs.events, named after `queue`."""
+
+    queue: str
+    binding_key: str = EVENTS_BINDING_KEY
+
+    @property
+    def dead_letter_exchange(self) -> str:
+        return f"{self.queue}.dlx"
+
+    @property
+    def dead_letter_queue(self) -> str:
+        return f"{self.queue}.dlq"
+
+    @property
+    def arguments(self) -> dict[str, Any]:
+        """The projector queue's arguments (quorum, delivery limit, at-least-once dead-lettering), with its
+        own dead-letter exchange."""
+        return {**PROJECTOR_QUEUE_ARGUMENTS, "x-dead-letter-exchange": self.dead_letter_exchange}
+
+    def declare(self, channel: BlockingChannel) -> None:
+        """Declares and binds; idempotent. Once it returns, every event published is kept in the queue."""
+        channel.exchange_declare(self.dead_letter_exchange, "topic", durable=True)
+        channel.queue_declare(self.dead_letter_queue, durable=True, arguments=DEAD_LETTER_QUEUE_ARGUMENTS)
+        channel.queue_bind(self.dead_letter_queue, self.dead_letter_exchange, routing_key="#")
+        channel.queue_declare(self.queue, durable=True, arguments=self.arguments)
+        channel.queue_bind(self.queue, EVENTS_EXCHANGE, routing_key=self.binding_key)
+
+    def delete(self, channel: BlockingChannel) -> None:
+        """Removes the queues and the dead-letter exchange (a subscriber that is given up, a lab run's)."""
+        channel.queue_delete(self.queue)
+        channel.queue_delete(self.dead_letter_queue)
+        channel.exchange_delete(self.dead_letter_exchange)
+
+
+def reporting_queues(subscription: str) -> SubscriberQueues:
+    """The queues of the reporting subscription `subscription` (`reporting.daily-totals`, ...)."""
+    return SubscriberQueues(REPORTING_QUEUE_PREFIX + subscription)
