@@ -1,9 +1,10 @@
-"""The system's four processes, launched as a user launches them, on ports the caller chooses.
+"""The system's processes, launched as a user launches them, on ports the caller chooses.
 
 write-service and read-service run under gunicorn with the configuration every packaging uses
 (`-c python:cqrs_common.gunicorn_conf`); the relay is `python -m write_service relay` and the projector
-`python -m read_service projector`, each with its /metrics on a given port. The command lines and the
-variables each process is given live here once, for the three places that run the whole system: the
+`python -m read_service projector`, each with its /metrics on a given port; the reporting subscriber
+(`python -m read_service reporting`) by the tests and experiments that look at it. The command lines and
+the variables each process is given live here once, for the three places that run the whole system: the
 end-to-end tests (tests/e2e/conftest.py), the benchmark (bench/system.py) and the live observability system
 (observability/live_system.py). What differs between them (an API token, a worker count, a log level, a log
 file) is passed in by the caller.
@@ -16,6 +17,7 @@ import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import requests
 
@@ -29,6 +31,7 @@ GUNICORN_CONFIG = "python:cqrs_common.gunicorn_conf"
 # connected, and only the relay that holds the outbox's leadership publishes (a standby waits).
 PROJECTOR_READY_EVENT = "broker_connected"
 RELAY_READY_EVENT = "relay_leadership_acquired"
+REPORTING_READY_EVENT = "reporting_subscribed"
 
 # read-service as every packaging runs it (docker-compose.yml, deploy/k8s, deploy/local/supervisord.conf):
 # gthread workers, of whose threads read-your-writes waits may take at most half.
@@ -137,6 +140,31 @@ def projector(
     own = {"RABBITMQ_URL": backends.read_broker_url, "PROJECTOR_METRICS_PORT": str(metrics_port)}
     argv = [PYTHON, "-m", "read_service", "projector"]
     return _started(ServiceProcess(name, argv, _environment(backends, own, env), log_path=log_path))
+
+
+def reporting(
+    name: str,
+    backends: Backends,
+    metrics_port: int,
+    broker_url: str,
+    *,
+    subscription: str = "daily-totals",
+    env: Mapping[str, str] | None = None,
+    log_path: Path | None = None,
+) -> ServiceProcess:
+    """The reporting subscriber (`python -m read_service reporting`), started on the broker as its own user
+    sees it (`reporting_broker_url`); it has bound its queue once it logs REPORTING_READY_EVENT."""
+    own = {"RABBITMQ_URL": broker_url, "REPORTING_METRICS_PORT": str(metrics_port)}
+    argv = [PYTHON, "-m", "read_service", "reporting", "--subscription", subscription]
+    return _started(ServiceProcess(name, argv, _environment(backends, own, env), log_path=log_path))
+
+
+def reporting_broker_url(read_broker_url: str) -> str:
+    """The reporting user's URL on the broker and vhost of `read_broker_url` (deploy/local/infra.sh gives it
+    the development password `reporting`)."""
+    parts = urlsplit(read_broker_url)
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"reporting:reporting@{host}"))
 
 
 def stop(processes: Iterable[ServiceProcess], timeout: float = 20.0) -> None:

@@ -24,6 +24,8 @@ RABBITMQ_WRITE_USER="${RABBITMQ_WRITE_USER:-write-service}"
 RABBITMQ_WRITE_PASSWORD="${RABBITMQ_WRITE_PASSWORD:-write-service}"
 RABBITMQ_READ_USER="${RABBITMQ_READ_USER:-read-service}"
 RABBITMQ_READ_PASSWORD="${RABBITMQ_READ_PASSWORD:-read-service}"
+RABBITMQ_REPORTING_USER="${RABBITMQ_REPORTING_USER:-reporting}"
+RABBITMQ_REPORTING_PASSWORD="${RABBITMQ_REPORTING_PASSWORD:-reporting}"
 
 log() { printf 'infra: %s\n' "$*" >&2; }
 
@@ -114,7 +116,8 @@ ensure_rabbitmq() {
   for vhost in $RABBITMQ_VHOSTS; do
     rabbitmqctl -q list_vhosts | grep -qx "$vhost" || rabbitmqctl -q add_vhost "$vhost"
   done
-  for user in "$RABBITMQ_WRITE_USER:$RABBITMQ_WRITE_PASSWORD" "$RABBITMQ_READ_USER:$RABBITMQ_READ_PASSWORD"; do
+  for user in "$RABBITMQ_WRITE_USER:$RABBITMQ_WRITE_PASSWORD" "$RABBITMQ_READ_USER:$RABBITMQ_READ_PASSWORD" \
+              "$RABBITMQ_REPORTING_USER:$RABBITMQ_REPORTING_PASSWORD"; do
     local name=${user%%:*} password=${user#*:}
     if rabbitmqctl -q list_users | awk '{print $1}' | grep -qx "$name"; then
       rabbitmqctl -q change_password "$name" "$password" >/dev/null
@@ -127,12 +130,17 @@ ensure_rabbitmq() {
   # a queue with a dead-letter exchange needs read on the queue and write on the DLX), consumes, and replays
   # dead letters into cqrs.events. The write side only declares and publishes to cqrs.events, with
   # `mandatory`, so an event no queue takes is refused and stays in the outbox; it can read no queue.
+  # The reporting subscriber owns its `reporting.*` queues and their dead-letter exchange, and reads (binds to)
+  # cqrs.events: it can neither publish an event nor touch the projector's queues.
   local topology='^(cqrs\.events|cqrs\.events\.dlx|read-service\.projector|read-service\.projector\.dlq)$'
+  local reporting='^reporting\..+$'
   for vhost in $RABBITMQ_VHOSTS; do
     rabbitmqctl -q set_permissions -p "$vhost" "$RABBITMQ_WRITE_USER" \
       '^cqrs\.events$' '^cqrs\.events$' '^$'
     rabbitmqctl -q set_permissions -p "$vhost" "$RABBITMQ_READ_USER" \
       "$topology" "$topology" "$topology"
+    rabbitmqctl -q set_permissions -p "$vhost" "$RABBITMQ_REPORTING_USER" \
+      "$reporting" "$reporting" '^(cqrs\.events|reporting\..+)$'
   done
   # Metrics for Prometheus (port 15692) and the management UI (15672); enabling is idempotent.
   rabbitmq-plugins -q enable --online rabbitmq_prometheus rabbitmq_management >/dev/null 2>&1 \

@@ -19,6 +19,8 @@ DEFAULT_WRITE_DATABASE_URL = "postgres://cqrs_write:cqrs_write@127.0.0.1:5433/cq
 DEFAULT_READ_DATABASE_URL = "postgres://cqrs_read:cqrs_read@127.0.0.1:5434/cqrs_read"
 DEFAULT_WRITE_RABBITMQ_URL = "amqp://write-service:write-service@127.0.0.1:5672/cqrs"
 DEFAULT_READ_RABBITMQ_URL = "amqp://read-service:read-service@127.0.0.1:5672/cqrs"
+# The reporting subscriber's broker user (deploy/local/infra.sh); its process gets it as RABBITMQ_URL.
+DEFAULT_REPORTING_RABBITMQ_URL = "amqp://reporting:reporting@127.0.0.1:5672/cqrs"
 DEFAULT_SECRET_KEY = "dev-only-insecure-secret-key"
 DEFAULT_API_TOKEN = "dev-token"
 # Secret keys as public as the default: the one .env.example and the Kubernetes base ship.
@@ -257,6 +259,15 @@ def replication_grace_seconds() -> float:
     """How long an event may be missing from the broker before the projector applies it from the replicated
     log instead (--replication-grace-seconds): longer than a normal relay-to-projector delay."""
     return env.float("REPLICATION_GRACE_SECONDS", default=2.0)
+
+
+# ------------------------------------------------------------------------------------------ reporting
+
+
+def reporting_metrics_port() -> int:
+    """Where the reporting subscriber serves /metrics, /readyz and /healthz; 0 serves none (the default of its
+    --metrics-port)."""
+    return env.int("REPORTING_METRICS_PORT", default=9103)
 
 
 # ------------------------------------------------------------------------------- read-side operations

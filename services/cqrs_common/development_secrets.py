@@ -35,21 +35,23 @@ def url_password(url: str) -> str | None:
 def secrets_in_use(
     *,
     secret_key: str,
-    urls: Mapping[str, tuple[str | None, str]],
+    urls: Mapping[str, tuple[str | None, str | tuple[str, ...]]],
     api_tokens: Iterable[str] = (),
 ) -> list[str]:
     """The variables whose value in use is a development one.
 
-    `urls` maps a URL variable to (the password in use, the variable's development default URL): the URL is a
-    development one when its password is the default's, whatever its host.
+    `urls` maps a URL variable to (the password in use, the variable's development default URL, or several
+    when processes of one codebase use it with different users): the URL is a development one when its
+    password is a default's, whatever its host.
     """
     found = []
     if secret_key in config.DEVELOPMENT_SECRET_KEYS:
         found.append("DJANGO_SECRET_KEY")
     if config.DEFAULT_API_TOKEN in set(api_tokens):
         found.append("CQRS_API_TOKENS")
-    for variable, (password, default_url) in urls.items():
-        if password is not None and password == url_password(default_url):
+    for variable, (password, defaults) in urls.items():
+        default_urls = (defaults,) if isinstance(defaults, str) else defaults
+        if password is not None and password in {url_password(url) for url in default_urls}:
             found.append(variable)
     return found
 

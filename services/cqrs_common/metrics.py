@@ -84,6 +84,27 @@ PROJECTOR_FAILURES = Counter(
 )
 PROJECTOR_COMPONENTS = ("consumer", "apply", "replication_fallback")
 
+# reporting: the second subscriber (read_service/reporting), catch-up from the log then live from its queue
+REPORTING_EVENTS_COUNTED = Counter(
+    "cqrs_reporting_events_counted", "Events counted into the reporting read model", ["type", "path"]
+)
+REPORTING_EVENTS_DUPLICATE = Counter(
+    "cqrs_reporting_events_duplicate", "Events skipped by reporting because already counted", ["path"]
+)
+REPORTING_EVENTS_DEAD_LETTERED = Counter(
+    "cqrs_reporting_events_dead_lettered", "Messages reporting sent to its dead-letter queue", ["reason"]
+)
+REPORTING_LAG_SECONDS = Gauge(
+    "cqrs_reporting_lag_seconds",
+    "Commit (occurred_at) to counted of the last batch reporting counted; 0 while it has nothing to count",
+)
+REPORTING_LAG_EVENTS = Gauge(
+    "cqrs_reporting_lag_events", "Events waiting for reporting: unread rows of the log, ready messages"
+)
+REPORTING_PHASE = Gauge("cqrs_reporting_phase", "1 for the subscriber's phase, 0 for the other", ["phase"])
+REPORTING_PATHS = ("history", "live")
+REPORTING_PHASES = ("catching_up", "live")
+
 # read-service (gunicorn workers: multiprocess mode, exported by django-prometheus's /metrics)
 READ_WAITS_IN_FLIGHT = Gauge(
     "cqrs_read_waits_in_flight", "Read-your-writes waits being held", multiprocess_mode="livesum"
@@ -94,7 +115,7 @@ READ_WAITS_REFUSED = Counter(
 
 PATHS = ("broker", "replication")
 
-Process = Literal["relay", "projector"]
+Process = Literal["relay", "projector", "reporting"]
 METRICS_OF: dict[str, tuple[Collector, ...]] = {
     "relay": (
         OUTBOX_BACKLOG,
@@ -113,6 +134,14 @@ METRICS_OF: dict[str, tuple[Collector, ...]] = {
         PROJECTION_MODE,
         PROJECTOR_FAILURES,
     ),
+    "reporting": (
+        REPORTING_EVENTS_COUNTED,
+        REPORTING_EVENTS_DUPLICATE,
+        REPORTING_EVENTS_DEAD_LETTERED,
+        REPORTING_LAG_SECONDS,
+        REPORTING_LAG_EVENTS,
+        REPORTING_PHASE,
+    ),
 }
 _RUNTIME_COLLECTORS = (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR)
 
@@ -120,6 +149,11 @@ _RUNTIME_COLLECTORS = (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR)
 def set_projection_mode(active: str) -> None:
     for path in PATHS:
         PROJECTION_MODE.labels(path=path).set(1 if path == active else 0)
+
+
+def set_reporting_phase(active: str) -> None:
+    for phase in REPORTING_PHASES:
+        REPORTING_PHASE.labels(phase=phase).set(1 if phase == active else 0)
 
 
 def registry_for(process: Process) -> CollectorRegistry:
@@ -145,6 +179,11 @@ def _start_known_series_at_zero(process: str) -> None:
             EVENTS_DUPLICATE.labels(path=path)
             for event_type in EVENT_TYPES:
                 EVENTS_APPLIED.labels(type=event_type, path=path)
+    if process == "reporting":
+        for path in REPORTING_PATHS:
+            REPORTING_EVENTS_DUPLICATE.labels(path=path)
+            for event_type in EVENT_TYPES:
+                REPORTING_EVENTS_COUNTED.labels(type=event_type, path=path)
 
 
 def _process_named(name: str) -> Process | None:

@@ -21,6 +21,7 @@ INSTALLED_APPS = [
     *BASE_APPS,
     "django.contrib.staticfiles",
     "read_service.projections",
+    "read_service.reporting",
     "read_service.lab_view",
 ]
 # WhiteNoise first: the live view's script and stylesheet are answered before any other middleware runs.
@@ -58,9 +59,10 @@ development_secrets.refuse_unless_allowed(
         secret_key=SECRET_KEY,
         urls={
             "READ_DATABASE_URL": (DATABASES["default"]["PASSWORD"], config.DEFAULT_READ_DATABASE_URL),
+            # read-service and the projector use the read-service user, the reporting subscriber its own.
             "RABBITMQ_URL": (
                 url_password(RABBITMQ_URL),
-                config.DEFAULT_READ_RABBITMQ_URL,
+                (config.DEFAULT_READ_RABBITMQ_URL, config.DEFAULT_REPORTING_RABBITMQ_URL),
             ),
         },
     ),

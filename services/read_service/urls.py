@@ -9,6 +9,7 @@ urlpatterns = [
     path("readyz", readyz),
     path("api/schema", SpectacularAPIView.as_view(), name="schema"),
     path("api/", include("read_service.queries.urls")),
+    path("api/reports/", include("read_service.reporting.urls")),
     path("lab", RedirectView.as_view(url="/lab/")),
     path("lab/", include("read_service.lab_view.urls")),
     path("", include("django_prometheus.urls")),

@@ -224,7 +224,7 @@ def test_schema_documents_every_endpoint(client: Client) -> None:
     }
     api_routes = {r for r in api_routes if r.startswith("/api/") and r != "/api/schema"}
     assert api_routes == documented
-    assert len(documented) == 5
+    assert len(documented) == 7
     for path, item in schema["paths"].items():
         assert "200" in item["get"]["responses"], path
 
