@@ -2,9 +2,9 @@
 
 Used by the live observability test (tests/e2e/test_observability_live.py) and by the dashboard rendering
 (render_dashboard.py). Write-service and read-service run under gunicorn with two workers each, beside the
-relay and the projector; each process writes JSON log lines to `<home>/<name>.log`. Prometheus loads the alert
-rules and scrapes the four processes and RabbitMQ's rabbitmq_prometheus plugin under the job names every
-packaging uses, so dashboards and rules work unchanged.
+relay, the projector and the reporting subscriber; each process writes JSON log lines to `<home>/<name>.log`.
+Prometheus loads the alert rules and scrapes the five processes and RabbitMQ's rabbitmq_prometheus plugin
+under the job names every packaging uses, so dashboards and rules work unchanged.
 """
 
 from __future__ import annotations
@@ -26,12 +26,13 @@ from devkit.private_rabbitmq import PrivateRabbitMQ
 from devkit.processes import DEVELOPMENT_SECRETS_ALLOWED, PYTHON, REPO, ServiceProcess, free_port
 
 RULES = REPO / "observability" / "prometheus" / "rules"
-PROCESSES = ("write-service", "read-service", "relay", "projector")
+PROCESSES = ("write-service", "read-service", "relay", "projector", "reporting")
 READY_AT = {
     "write-service": "/readyz",
     "read-service": "/readyz",
     "relay": "/metrics",
     "projector": "/metrics",
+    "reporting": "/metrics",
     "prometheus": "/-/ready",
 }
 
@@ -67,7 +68,7 @@ class LiveSystem:
     # ------------------------------------------------------------------------------------------ start, stop
 
     def start(self) -> LiveSystem:
-        """Migrates both databases, starts the four processes and Prometheus, and waits until all answer."""
+        """Migrates both databases, starts the five processes and Prometheus, and waits until all answer."""
         if shutil.which("prometheus") is None:
             raise PrometheusMissing("prometheus is not installed (deploy/local/ensure-prometheus.sh)")
         for name in (*PROCESSES, "prometheus"):
@@ -129,6 +130,15 @@ class LiveSystem:
         )
         self.processes["projector"] = system_processes.projector(
             "projector", env, self.ports["projector"], pipeline, self._log("projector")
+        )
+        # On the read side's broker URL: a private node has one user for everyone.
+        self.processes["reporting"] = system_processes.reporting(
+            "reporting",
+            env,
+            self.ports["reporting"],
+            env.read_broker_url,
+            env=pipeline,
+            log_path=self._log("reporting"),
         )
         config = self.home / "prometheus.yml"
         config.write_text(yaml.safe_dump(self.prometheus_config()))

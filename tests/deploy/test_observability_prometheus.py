@@ -11,7 +11,7 @@ from tests.observability_expressions import REPO, alert_rules, dashboard_module
 
 PROMETHEUS = REPO / "observability" / "prometheus"
 CONFIGS = ["prometheus.native.yml", "prometheus.compose.yml", "prometheus.k8s.yml"]
-PROCESS_JOBS = {"write-service", "read-service", "relay", "projector"} | {
+PROCESS_JOBS = {"write-service", "read-service", "relay", "projector", "reporting"} | {
     "rabbitmq",
     "rabbitmq-queues",
     "prometheus",
@@ -75,7 +75,14 @@ def test_every_packaging_scrapes_the_same_jobs_on_the_contract_ports():
     )
     assert set(native) == set(compose) == PROCESS_JOBS
     assert set(kubernetes) == {"pods", "rabbitmq-queues", "prometheus"}
-    ports = {"write-service": 8001, "read-service": 8002, "relay": 9101, "projector": 9102, "rabbitmq": 15692}
+    ports = {
+        "write-service": 8001,
+        "read-service": 8002,
+        "relay": 9101,
+        "projector": 9102,
+        "reporting": 9103,
+        "rabbitmq": 15692,
+    }
     for job, port in ports.items():
         assert native[job]["static_configs"][0]["targets"] == [f"127.0.0.1:{port}"]
         assert compose[job]["static_configs"][0]["targets"] == [f"{job}:{port}"]

@@ -54,7 +54,7 @@ CAUSED = {
 # Alerts whose condition the drive causes: their expression must return data.
 CAUSED_ALERTS = {
     "EventsDeadLettered": "the unparseable messages above",
-    "DeadLetterQueueNotEmpty": "the unparseable messages wait in read-service.projector.dlq",
+    "DeadLetterQueueNotEmpty": "the unparseable messages wait in both subscribers' dead-letter queues",
     "ProjectionOnFallbackPath": "the RabbitMQ node is stopped: the projector follows the replicated events",
     "ServiceDown": "the same stopped node does not answer its scrape",
 }
@@ -70,6 +70,7 @@ NOT_CAUSED = {
     "ReplicationSlotNearLimit": "needs 768 MiB of WAL held for a subscription that stopped consuming",
     "ApiErrorRateHigh": "needs 5 % of a service's responses to be 5xx for 5 minutes",
     "RelayBlockedByBroker": "needs RabbitMQ to block publishing for 2 minutes (a chaos scenario)",
+    "ReportingLagHigh": "needs reporting a minute behind, or counting nothing while events wait, for 10 min",
 }
 QUIET = ("ProjectorDown", "ProjectionOnFallbackPath", "ServiceDown", "OutboxEventTooOld")
 
@@ -367,7 +368,11 @@ def test_caused_conditions_fire_their_alert_expressions(driven):
     dead_lettered = driven.query(rules["EventsDeadLettered"])
     assert {series["metric"]["reason"] for series in dead_lettered}
     dlq = driven.query(rules["DeadLetterQueueNotEmpty"])
-    assert [series["metric"]["queue"] for series in dlq] == ["read-service.projector.dlq"]
+    # Both consumers of cqrs.events got the unparseable messages, and each refused them into its own DLQ.
+    assert sorted(series["metric"]["queue"] for series in dlq) == [
+        "read-service.projector.dlq",
+        "reporting.daily-totals.dlq",
+    ]
     # During the outage: the fallback path, and RabbitMQ (only RabbitMQ) down.
     assert driven.during_outage["ProjectionOnFallbackPath"]
     assert [series["metric"]["job"] for series in driven.during_outage["ServiceDown"]] == ["rabbitmq"]

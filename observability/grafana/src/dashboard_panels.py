@@ -22,6 +22,7 @@ ALERT_THRESHOLDS: dict[str, tuple[str, float]] = {
     "OutboxBacklogGrowing": ("100", 100),
     "OutboxEventTooOld": ("120", 120),
     "EndToEndLagHigh": ("1", 1),
+    "ReportingLagHigh": ("60", 60),
     "DeadLetterQueueNotEmpty": ("0", 1),
     "ProjectionOnFallbackPath": ("", 1),  # `== 1`
     "ReplicationSlotRetainingWal": ("256 * 1024 * 1024", 256 * MIB),

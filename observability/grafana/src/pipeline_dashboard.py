@@ -190,6 +190,33 @@ def _lag() -> list[dict[str, Any]]:
             steps((threshold("EndToEndLagHigh"), "red")),
             width=8,
         ),
+        timeseries(
+            "Reporting subscriber lag",
+            "The second subscriber (daily totals): commit to counted of its last batch, 0 while it has "
+            "nothing to count. High during a catch-up from the log, then near the projector's lag once live; "
+            f"above {threshold('ReportingLagHigh'):.0f} s for 10 minutes fires ReportingLagHigh.",
+            [target(f"max(cqrs_reporting_lag_seconds{{{POD}}})", "lag")],
+            "s",
+            steps((threshold("ReportingLagHigh"), "orange")),
+        ),
+        timeseries(
+            "Reporting subscriber: counted, skipped, waiting",
+            "Events counted per second from history (the log) and live (its queue), deliveries skipped as "
+            "already counted (the switch from the log to the queue), events waiting for it, and its phase "
+            "(1 = catching up from the log).",
+            [
+                target(
+                    f"sum by (path) (rate(cqrs_reporting_events_counted_total{{{POD}}}{RATE}))",
+                    "counted: {{path}}",
+                ),
+                target(
+                    f"sum(rate(cqrs_reporting_events_duplicate_total{{{POD}}}{RATE}))", "skipped", ref="B"
+                ),
+                target(f"max(cqrs_reporting_lag_events{{{POD}}})", "waiting", ref="C"),
+                target(f'max(cqrs_reporting_phase{{phase="catching_up", {POD}}})', "catching up", ref="D"),
+            ],
+            "short",
+        ),
     ]
 
 
