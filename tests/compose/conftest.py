@@ -32,6 +32,7 @@ PORTS = {
     "READ_SERVICE_HOST_PORT": 18002,
     "RELAY_METRICS_HOST_PORT": 18101,
     "PROJECTOR_METRICS_HOST_PORT": 18102,
+    "REPORTING_METRICS_HOST_PORT": 18103,
     "WRITE_DB_HOST_PORT": 18433,
     "READ_DB_HOST_PORT": 18434,
     "EVENT_STORE_HOST_PORT": 18435,
@@ -63,6 +64,7 @@ class ComposeSystem(ApiClient):
         )
         self.relay_url = f"http://127.0.0.1:{PORTS['RELAY_METRICS_HOST_PORT']}"
         self.projector_url = f"http://127.0.0.1:{PORTS['PROJECTOR_METRICS_HOST_PORT']}"
+        self.reporting_url = f"http://127.0.0.1:{PORTS['REPORTING_METRICS_HOST_PORT']}"
 
     def compose(
         self, *args: str, timeout: float = 600, check: bool = True, **env: str

@@ -1,5 +1,6 @@
 """The Compose system as a user meets it: the README's walkthrough over the published ports, reads that see
-their writes after the events crossed RabbitMQ between containers, and Prometheus scraping every container."""
+their writes after the events crossed RabbitMQ between containers, the reporting subscriber counting them, and
+Prometheus scraping every container."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import yaml
 from devkit.polling import eventually
 from devkit.processes import REPO
 from tests.compose.conftest import ComposeSystem
+from tests.support.worker_health import probe
 
 
 def test_the_readme_walkthrough(system: ComposeSystem, http: requests.Session) -> None:
@@ -69,6 +71,25 @@ def test_reads_see_writes_that_crossed_the_broker(system: ComposeSystem, http: r
     assert system.applied("broker") - by_broker >= 20
     assert system.applied("replication") == 0
     assert system.unpublished() == 0
+
+
+def test_the_reporting_container_counts_every_event_once(
+    system: ComposeSystem, http: requests.Session
+) -> None:
+    """The second subscriber in its container, with its own broker user from the definitions: healthy, live
+    once an event after its start came, and its daily totals hold as many events as the write side."""
+    system.open_account(http, "reporting", deposit="3.00")
+
+    def counted() -> int:
+        response = http.get(f"{system.read_api}/api/reports/daily", params={"page_size": 500}, timeout=10)
+        assert response.status_code == 200, response.text
+        return sum(row["events"] for row in response.json()["results"])
+
+    eventually(lambda: counted() == system.count_events(), timeout=60, interval=1, what="reporting's totals")
+    state = http.get(f"{system.read_api}/api/reports/subscription", timeout=10).json()
+    assert state["history_events"] + state["live_events"] == system.count_events()
+    assert probe(f"{system.reporting_url}/readyz")[0] == 200
+    assert system.inspect("reporting", "{{.State.Health.Status}}") == "healthy"
 
 
 def test_prometheus_scrapes_every_container(system: ComposeSystem, http: requests.Session) -> None:

@@ -34,12 +34,13 @@ K8S = REPO / "deploy" / "k8s"
 OVERLAYS = sorted(p.parent for p in (K8S / "overlays").glob("*/kustomization.yaml"))
 
 # The app processes, and which code's settings each one reads (see `settings_env_vars`).
-APP_PROCESSES = ("write-service", "read-service", "relay", "projector")
+APP_PROCESSES = ("write-service", "read-service", "relay", "projector", "reporting")
 PROCESS_SCOPES: dict[str, frozenset[str]] = {
     "write-service": frozenset({"all", "web", "write"}),
     "read-service": frozenset({"all", "web", "read", "read-api"}),
     "relay": frozenset({"all", "write", "cmd:relay"}),
     "projector": frozenset({"all", "read", "cmd:projector"}),
+    "reporting": frozenset({"all", "read", "cmd:reporting"}),
     "migrate-write": frozenset({"all", "write"}),
     "migrate-read": frozenset({"all", "read"}),
 }
@@ -251,7 +252,7 @@ def native_port(program: str) -> int:
     argv = native_argv(program)
     if "--bind" in argv:
         return int(argv[argv.index("--bind") + 1].rsplit(":", 1)[1])
-    return {"relay": 9101, "projector": 9102}[program]
+    return {"relay": 9101, "projector": 9102, "reporting": 9103}[program]
 
 
 # ----------------------------------------------------------------------------------------------- Compose

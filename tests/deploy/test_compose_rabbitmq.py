@@ -50,6 +50,8 @@ class RecordingChannel:
 def declared() -> RecordingChannel:
     channel = RecordingChannel()
     messaging.declare_topology(channel)  # type: ignore[arg-type]
+    # The reporting subscriber's queues, under the name its command runs by default (CONTRACT.md).
+    messaging.reporting_queues("daily-totals").declare(channel)  # type: ignore[arg-type]
     return channel
 
 
@@ -87,13 +89,16 @@ def native_permissions() -> dict[str, tuple[str, str, str]]:
         "RABBITMQ_READ_USER": re.search(
             r'RABBITMQ_READ_USER="\$\{RABBITMQ_READ_USER:-([^}]+)}"', infra
         ).group(1),
+        "RABBITMQ_REPORTING_USER": re.search(
+            r'RABBITMQ_REPORTING_USER="\$\{RABBITMQ_REPORTING_USER:-([^}]+)}"', infra
+        ).group(1),
     }
     found = {}
     calls = re.findall(r'set_permissions -p "\$vhost" "\$(\w+)" \\\n\s+(.+)\n', infra)
     for user_var, rest in calls:
         regexes = [variables[t[2:-1]] if t.startswith('"$') else t.strip("'") for t in rest.split()]
         found[users[user_var]] = tuple(regexes)
-    assert len(found) == 2, "infra.sh's permissions could not be read"
+    assert len(found) == 3, "infra.sh's permissions could not be read"
     return found
 
 
@@ -101,7 +106,7 @@ def test_users_have_the_native_least_privilege_permissions(definitions: dict[str
     permissions = {p["user"]: (p["configure"], p["write"], p["read"]) for p in definitions["permissions"]}
     for user, regexes in native_permissions().items():
         assert permissions[user] == regexes, user
-    services = {"write-service", "read-service"}
+    services = {"write-service", "read-service", "reporting"}
     for user in definitions["users"]:
         assert (user["tags"] == []) == (user["name"] in services), "only the operator login has a tag"
 
@@ -124,6 +129,7 @@ def test_the_password_hashes_match_env_example(definitions: dict[str, Any]) -> N
     example = env_example()
     assert password_matches(users["write-service"], example["RABBITMQ_WRITE_PASSWORD"])
     assert password_matches(users["read-service"], example["RABBITMQ_READ_PASSWORD"])
+    assert password_matches(users["reporting"], example["RABBITMQ_REPORTING_PASSWORD"])
     assert password_matches(users["admin"], example["RABBITMQ_ADMIN_PASSWORD"])
     assert not password_matches(users["admin"], example["RABBITMQ_WRITE_PASSWORD"])
 
@@ -132,7 +138,7 @@ def test_the_kubernetes_secrets_carry_the_passwords_of_the_definitions(
     definitions: dict[str, Any], base_objects: tuple[dict[str, Any], ...]
 ) -> None:
     users = {u["name"]: u for u in definitions["users"]}
-    for side in ("write-side", "read-side"):
+    for side in ("write-side", "read-side", "reporting"):
         secret = generated(base_objects, "Secret", side)
         url = urlsplit(base64.b64decode(secret["data"]["RABBITMQ_URL"]).decode())
         assert url.hostname == "rabbitmq" and url.port == 5672 and url.path == "/cqrs"

@@ -21,6 +21,7 @@ BROKER_USERS = {
     "relay": "write-service",
     "read-service": "read-service",
     "projector": "read-service",
+    "reporting": "reporting",
 }
 
 
