@@ -18,6 +18,7 @@ EXPERIMENTS = (
     "rebuild",
     "scale",
     "network-cut",
+    "late-subscriber",
 )
 
 

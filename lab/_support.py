@@ -10,6 +10,7 @@ as an operator runs them. It finds the system through these variables, whose def
 | LAB_API_TOKEN | dev-token |
 | WRITE_DATABASE_URL / READ_DATABASE_URL | the services' own defaults (cqrs_common.config) |
 | LAB_RABBITMQ_URL | the read side's broker URL (its user may publish to cqrs.events and read the DLQ) |
+| LAB_REPORTING_RABBITMQ_URL | the reporting subscriber's broker URL (its own user) |
 | LAB_RABBITMQ_NODE | unset: rabbitmqctl's default node (the broker-outage experiment stops it) |
 | LAB_RELAY_METRICS / LAB_PROJECTOR_METRICS | http://127.0.0.1:9101/metrics / http://127.0.0.1:9102/metrics |
 | LAB_SYSTEM | native; `compose`: the system `make up` runs (see below) |
@@ -42,6 +43,7 @@ import requests
 from cqrs_common.config import (
     DEFAULT_READ_DATABASE_URL,
     DEFAULT_READ_RABBITMQ_URL,
+    DEFAULT_REPORTING_RABBITMQ_URL,
     DEFAULT_WRITE_DATABASE_URL,
 )
 from devkit.api_client import ApiClient
@@ -65,6 +67,7 @@ class Lab(ApiClient):
     read_database_url: str
     rabbitmq_url: str
     rabbitmq_node: str | None
+    reporting_rabbitmq_url: str
     relay_metrics: str
     projector_metrics: str
     # The Compose project's name when the system is the one `make up` runs; None for the native run.
@@ -82,6 +85,7 @@ class Lab(ApiClient):
             read_database_url=env.get("READ_DATABASE_URL", defaults["read_database_url"]),
             rabbitmq_url=env.get("LAB_RABBITMQ_URL", defaults["rabbitmq_url"]),
             rabbitmq_node=env.get("LAB_RABBITMQ_NODE") or None,
+            reporting_rabbitmq_url=env.get("LAB_REPORTING_RABBITMQ_URL", defaults["reporting_rabbitmq_url"]),
             relay_metrics=env.get("LAB_RELAY_METRICS", defaults["relay_metrics"]),
             projector_metrics=env.get("LAB_PROJECTOR_METRICS", defaults["projector_metrics"]),
             compose_project=env.get("COMPOSE_PROJECT_NAME", "cqrs-lab") if compose else None,
@@ -185,6 +189,7 @@ _NATIVE_DEFAULTS = {
     "write_database_url": DEFAULT_WRITE_DATABASE_URL,
     "read_database_url": DEFAULT_READ_DATABASE_URL,
     "rabbitmq_url": DEFAULT_READ_RABBITMQ_URL,
+    "reporting_rabbitmq_url": DEFAULT_REPORTING_RABBITMQ_URL,
     "relay_metrics": "http://127.0.0.1:9101/metrics",
     "projector_metrics": "http://127.0.0.1:9102/metrics",
 }
@@ -209,6 +214,10 @@ def _compose_defaults(env: Mapping[str, str]) -> dict[str, str]:
         "read_database_url": f"postgres://cqrs_read:{read_db}/cqrs_read",
         "rabbitmq_url": (
             f"amqp://read-service:{secret('RABBITMQ_READ_PASSWORD', 'read-service')}"
+            f"@{host}:{port('RABBITMQ_AMQP', 5673)}/cqrs"
+        ),
+        "reporting_rabbitmq_url": (
+            f"amqp://reporting:{secret('RABBITMQ_REPORTING_PASSWORD', 'reporting')}"
             f"@{host}:{port('RABBITMQ_AMQP', 5673)}/cqrs"
         ),
         "relay_metrics": f"http://{host}:{port('RELAY_METRICS', 9101)}/metrics",

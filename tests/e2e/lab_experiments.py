@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from devkit.processes import PYTHON, REPO
+from devkit.system_processes import reporting_broker_url
 from tests.e2e.conftest import TOKEN, System
 
 
@@ -48,6 +49,7 @@ def lab_environment(system: System, extra: Mapping[str, str] | None = None) -> d
         "WRITE_DATABASE_URL": system.write_database_url,
         "READ_DATABASE_URL": system.read_database_url,
         "LAB_RABBITMQ_URL": system.read_broker_url,
+        "LAB_REPORTING_RABBITMQ_URL": reporting_broker_url(system.read_broker_url),
         "LAB_RELAY_METRICS": f"http://127.0.0.1:{relay['RELAY_METRICS_PORT']}/metrics",
         "LAB_PROJECTOR_METRICS": f"http://127.0.0.1:{projector['PROJECTOR_METRICS_PORT']}/metrics",
         **(extra or {}),
