@@ -7,6 +7,7 @@ observability scripts (observability/) share to start, drive and watch a system 
 - metrics: one reader of a /metrics page, on prometheus_client's own parser
 - api_client: the REST calls a client makes to both APIs
 - private_rabbitmq: a RabbitMQ node of its own, to stop and start
+- code_path: which of the project's modules a unit of work runs (a deposit's way through the system)
 - replication: the logical replication of `events`, reset for a run that empties the databases
 
 Installed with the services (`pip install -e '.[dev]'`), so `import devkit` works from any directory.

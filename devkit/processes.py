@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from devkit import code_path
 from devkit.polling import eventually
 
 REPO = Path(__file__).resolve().parents[1]
@@ -51,8 +52,10 @@ class ServiceProcess:
     def start(self) -> ServiceProcess:
         # Opened here, not in the thread: the file exists as soon as the process does.
         log = self.log_path.open("w") if self.log_path is not None else None
+        # Asked to record the modules its work runs (a test that follows one command through the system).
+        argv = code_path.traced(self.argv) if code_path.OUTPUT_VARIABLE in self.env else self.argv
         self.process = subprocess.Popen(
-            self.argv,
+            argv,
             cwd=REPO,
             env=self.env,
             stdin=subprocess.DEVNULL,
