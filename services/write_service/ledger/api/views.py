@@ -1,23 +1,75 @@
-"""One thin API class per command (CONTRACT.md, "Write API"): validate input, call one service, answer."""
+"""One thin API class per command (CONTRACT.md, "Write API"): validate input, call one service, answer; and
+the serializers and fields of their bodies."""
 
 from __future__ import annotations
 
+from decimal import Decimal
+from typing import Any
 from uuid import UUID
 
 from django.http import HttpResponse
-from drf_spectacular.utils import extend_schema, extend_schema_serializer
+from drf_spectacular.utils import extend_schema, extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 from rest_framework.request import Request
 
 from write_service.ledger import services
-from write_service.ledger.api.command import CommandApi
-from write_service.ledger.api.fields import AmountField, CurrencyField, OwnerField
-from write_service.ledger.api.responses import command_response
+from write_service.ledger.api.command import CommandApi, command_response
 from write_service.ledger.api.schema import COMMAND_HEADERS, IF_MATCH_HEADER, problems, result_headers
-from write_service.ledger.domain import Account
+from write_service.ledger.domain import Account, InvalidValue, format_amount, parse_amount
+from write_service.ledger.domain.account import validate_currency, validate_owner
 from write_service.ledger.domain.currencies import DEFAULT_CURRENCY
 
 ON_ACCOUNT = [*COMMAND_HEADERS, IF_MATCH_HEADER, *result_headers(200)]
+
+
+AMOUNT_PATTERN = r"^[0-9]+(\.[0-9]{1,2})?$"
+
+
+class _DomainValidatedField(serializers.Field):
+    """A field whose rules are the domain's, so a value is judged the same at the edge and inside."""
+
+    def validate_with(self, rule: Any, data: Any) -> Any:
+        try:
+            return rule(data)
+        except InvalidValue as error:
+            raise serializers.ValidationError(error.detail) from error
+
+
+@extend_schema_field(
+    {
+        "oneOf": [
+            {"type": "string", "pattern": AMOUNT_PATTERN, "example": "10.00"},
+            {"type": "number", "multipleOf": 0.01, "minimum": 0.01, "maximum": 1000000000},
+        ],
+        "description": "More than 0, at most 1000000000.00, at most 2 decimals.",
+    }
+)
+class AmountField(_DomainValidatedField):
+    def to_internal_value(self, data: Any) -> Decimal:
+        return self.validate_with(parse_amount, data)
+
+    def to_representation(self, value: Decimal) -> str:
+        return format_amount(value)
+
+
+@extend_schema_field({"type": "string", "minLength": 1, "maxLength": 100, "example": "alice"})
+class OwnerField(_DomainValidatedField):
+    def to_internal_value(self, data: Any) -> str:
+        return self.validate_with(validate_owner, data)
+
+    def to_representation(self, value: str) -> str:
+        return value
+
+
+@extend_schema_field(
+    {"type": "string", "pattern": "^[A-Z]{3}$", "default": DEFAULT_CURRENCY, "description": "ISO 4217"}
+)
+class CurrencyField(_DomainValidatedField):
+    def to_internal_value(self, data: Any) -> str:
+        return self.validate_with(validate_currency, data)
+
+    def to_representation(self, value: str) -> str:
+        return value
 
 
 class AccountVersionSerializer(serializers.Serializer):
