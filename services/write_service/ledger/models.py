@@ -1,6 +1,6 @@
 """Persistence of the write side: the current state of each account and the event store / outbox.
 
-The domain (`ledger.domain`) knows nothing of these; `ledger.repository` maps between them.
+The domain (`ledger.domain`) knows nothing of these; `ledger.services` maps between them.
 """
 
 from __future__ import annotations

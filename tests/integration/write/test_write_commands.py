@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from write_service.ledger import models, repository
+from write_service.ledger import models, services
 from write_service.ledger.domain import Account
 
 pytestmark = pytest.mark.django_db
@@ -178,8 +178,8 @@ def test_the_stored_state_is_the_fold_of_the_stored_events(ledger, stored_events
 
     for account_id in (source, target):
         row = models.Account.objects.get(pk=account_id)
-        folded = Account.from_events(account_id, repository.account_history(account_id))
-        assert folded == repository.to_domain(row)
+        folded = Account.from_events(account_id, services.account_history(account_id))
+        assert folded == services.to_domain(row)
         assert [e.aggregate_version for e in stored_events(account_id)] == list(range(1, row.version + 1))
 
 

@@ -17,7 +17,7 @@ import pytest
 from django.db import connections
 from django.utils import timezone
 
-from write_service.ledger import models, repository
+from write_service.ledger import models, services
 from write_service.ledger.domain import Account
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -102,8 +102,8 @@ def test_fifty_concurrent_commands_lose_nothing_and_conserve_money(ledger, make_
         assert [event.aggregate_version for event in stored] == list(range(1, row.version + 1))
         assert sorted(claimed_versions[account_id]) == list(range(1, row.version + 1))
         assert row.balance >= 0
-        folded = Account.from_events(account_id, repository.account_history(account_id))
-        assert folded == repository.to_domain(row)
+        folded = Account.from_events(account_id, services.account_history(account_id))
+        assert folded == services.to_domain(row)
 
 
 def test_the_same_idempotency_key_sent_at_once_has_one_effect_and_one_answer(ledger, make_client) -> None:
