@@ -7,9 +7,9 @@ touches this package alone. Callers import from here, never from its modules:
 
 - `topology`: exchange and queue names, their arguments, `declare_topology`; `SubscriberQueues`, the queues
   of an independent subscriber (reporting), named by `reporting_queues`.
-- `connection`: connection parameters (heartbeat, blocked-connection timeout) from an amqp:// URL.
+- `connection`: connection parameters (heartbeat, blocked-connection timeout) from an amqp:// URL;
+  `BrokerError` and its kinds, and the translation of pika's exceptions into them.
 - `message`: an event's AMQP properties, and `Delivery`, a received message.
-- `errors`: `BrokerError` and its kinds, and the translation of pika's exceptions into them.
 - `publisher`: `Publisher`, batches with publisher confirms over an asynchronous connection (the relay).
 - `consumer`: `Consumer`, batches received and settled over a blocking connection (the projector).
 - `dead_letters`: listing, counting, replaying and purging a queue's messages (the `dlq` command).
@@ -19,10 +19,12 @@ touches this package alone. Callers import from here, never from its modules:
 from cqrs_common.messaging.connection import (
     BLOCKED_CONNECTION_TIMEOUT_SECONDS,
     HEARTBEAT_SECONDS,
+    BrokerError,
+    BrokerUnavailable,
+    PublishFailed,
     connection_parameters,
 )
 from cqrs_common.messaging.consumer import Consumer
-from cqrs_common.messaging.errors import BrokerError, BrokerUnavailable, PublishFailed
 from cqrs_common.messaging.message import (
     CORRELATION_HEADER,
     PUBLISHED_AT_HEADER,

@@ -1,4 +1,5 @@
-"""How every process connects: parameters from an amqp:// URL, with the timeouts a long-lived client needs.
+"""How every process connects: parameters from an amqp:// URL, with the timeouts a long-lived client needs;
+and the broker's failures as the rest of the code sees them: pika's exceptions never leave this package.
 
 A URL may name several nodes of one RabbitMQ cluster, separated by commas
 (`amqp://u:p@rabbitmq-1/cqrs,amqp://u:p@rabbitmq-2/cqrs`). Clients then take the nodes in turn: each new
@@ -10,9 +11,12 @@ from __future__ import annotations
 
 import itertools
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from urllib.parse import parse_qs, urlsplit
 
 import pika
+import pika.exceptions
 
 HEARTBEAT_SECONDS = 30
 BLOCKED_CONNECTION_TIMEOUT_SECONDS = 30
@@ -52,3 +56,28 @@ def _parameters(url: str, connection_name: str) -> pika.URLParameters:
     # Shown in the management UI next to the connection.
     parameters.client_properties = {"connection_name": connection_name}
     return parameters
+
+
+class BrokerError(Exception):
+    """Any failure talking to RabbitMQ. Callers close, back off, reconnect and retry."""
+
+
+class BrokerUnavailable(BrokerError):
+    """The connection could not be opened, or was lost."""
+
+
+class PublishFailed(BrokerError):
+    """RabbitMQ did not confirm every message of a batch: nacked, returned as unroutable, or timed out."""
+
+
+@contextmanager
+def broker_errors() -> Iterator[None]:
+    """Translates pika's exceptions into ours, so no caller needs to know pika."""
+    try:
+        yield
+    except (pika.exceptions.UnroutableError, pika.exceptions.NackError) as exc:
+        raise PublishFailed(f"{type(exc).__name__}: {exc}") from exc
+    except (pika.exceptions.AMQPConnectionError, pika.exceptions.ConnectionClosed) as exc:
+        raise BrokerUnavailable(f"{type(exc).__name__}: {exc}") from exc
+    except (pika.exceptions.AMQPError, OSError) as exc:
+        raise BrokerError(f"{type(exc).__name__}: {exc}") from exc

@@ -14,9 +14,8 @@ import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 from pika.spec import BasicProperties
 
-from cqrs_common.messaging.connection import connection_parameters
+from cqrs_common.messaging.connection import BrokerError, broker_errors, connection_parameters
 from cqrs_common.messaging.dead_letters import DeadLetterAdministration
-from cqrs_common.messaging.errors import BrokerError, broker_errors
 from cqrs_common.messaging.message import Delivery
 from cqrs_common.messaging.topology import PROJECTOR_QUEUE, SubscriberQueues, declare_topology
 

@@ -10,7 +10,7 @@ import pika
 from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
 from pika.spec import BasicProperties
 
-from cqrs_common.messaging.errors import broker_errors
+from cqrs_common.messaging.connection import broker_errors
 from cqrs_common.messaging.message import Delivery
 from cqrs_common.messaging.topology import DEAD_LETTER_QUEUE, EVENTS_EXCHANGE
 

@@ -16,8 +16,12 @@ import pika.exceptions
 from pika.spec import Basic, BasicProperties
 
 from cqrs_common.events import EventEnvelope, to_wire
-from cqrs_common.messaging.connection import connection_parameters
-from cqrs_common.messaging.errors import BrokerError, BrokerUnavailable, PublishFailed
+from cqrs_common.messaging.connection import (
+    BrokerError,
+    BrokerUnavailable,
+    PublishFailed,
+    connection_parameters,
+)
 from cqrs_common.messaging.message import message_properties
 from cqrs_common.messaging.topology import EVENTS_EXCHANGE
 

@@ -8,8 +8,7 @@ import pika
 import pika.exceptions
 from pika.adapters.blocking_connection import BlockingConnection
 
-from cqrs_common.messaging.connection import connection_parameters
-from cqrs_common.messaging.errors import broker_errors
+from cqrs_common.messaging.connection import broker_errors, connection_parameters
 
 NOT_FOUND = 404
 
