@@ -14,7 +14,6 @@ import json
 import os
 import subprocess
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -27,7 +26,8 @@ import psycopg2.extras
 import pytest
 
 from cqrs_common.events import EventEnvelope, from_wire
-from cqrs_common.messaging import DEAD_LETTER_QUEUE, PROJECTOR_QUEUE, Consumer, Publisher
+from cqrs_common.messaging import DEAD_LETTER_QUEUE, PROJECTOR_QUEUE, Consumer, Delivery, Publisher
+from devkit.polling import poll
 from devkit.private_rabbitmq import PrivateRabbitMQ
 from devkit.processes import PYTHON, ServiceProcess, free_port, relay_process
 from write_service.outbox.relay import Relay, RelaySettings
@@ -195,16 +195,25 @@ class Appended:
     aggregate_version: int
 
 
+def receive(consumer: Consumer, expected: int, timeout: float = 5.0) -> list[Delivery]:
+    """Receives until `expected` messages arrived (or time is up), acknowledging none; returns them."""
+    deliveries: list[Delivery] = []
+
+    def all_arrived() -> bool:
+        # Each receive waits up to half a second for the next messages: no pause needed between them.
+        deliveries.extend(consumer.receive(max_count=expected - len(deliveries), timeout=0.5))
+        return len(deliveries) >= expected
+
+    poll(all_arrived, timeout, interval=0)
+    return deliveries
+
+
 def receive_events(consumer: Consumer, expected: int, timeout: float = 20.0) -> list[EventEnvelope]:
     """Receives and acknowledges until `expected` messages arrived (or time is up); returns their events."""
-    events: list[EventEnvelope] = []
-    deadline = time.monotonic() + timeout
-    while len(events) < expected and time.monotonic() < deadline:
-        batch = consumer.receive(max_count=1000, timeout=0.5)
-        if batch:
-            events += [from_wire(delivery.body) for delivery in batch]
-            consumer.ack(batch[-1].delivery_tag, multiple=True)
-    return events
+    deliveries = receive(consumer, expected, timeout)
+    if deliveries:
+        consumer.ack(deliveries[-1].delivery_tag, multiple=True)
+    return [from_wire(delivery.body) for delivery in deliveries]
 
 
 # --------------------------------------------------------------------------------------------------- relays

@@ -5,7 +5,6 @@ from __future__ import annotations
 import subprocess
 import time
 import uuid
-from collections.abc import Callable
 
 import pytest
 
@@ -17,28 +16,12 @@ from cqrs_common.messaging import (
     BrokerError,
     BrokerUnavailable,
     Consumer,
-    Delivery,
     Publisher,
     PublishFailed,
 )
+from devkit.polling import eventually
 from devkit.processes import free_port
-
-
-def _receive_all(consumer: Consumer, expected: int, timeout: float = 5.0) -> list[Delivery]:
-    deliveries: list[Delivery] = []
-    deadline = time.monotonic() + timeout
-    while len(deliveries) < expected and time.monotonic() < deadline:
-        deliveries += consumer.receive(max_count=expected - len(deliveries), timeout=0.5)
-    return deliveries
-
-
-def _eventually(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
+from tests.integration.write.outbox.conftest import receive
 
 
 def test_declaring_the_topology_again_changes_nothing(consumer: Consumer, read_broker_url: str) -> None:
@@ -67,7 +50,7 @@ def test_a_confirmed_batch_is_queued_in_order_with_the_contract_properties(
 
     # Returned from publish means confirmed, which for a quorum queue means enqueued.
     assert consumer.message_count(PROJECTOR_QUEUE) == 3
-    deliveries = _receive_all(consumer, 3)
+    deliveries = receive(consumer, 3)
     assert [d.body for d in deliveries] == [to_wire(e) for e in events]
     for delivery, event in zip(deliveries, events, strict=True):
         assert delivery.routing_key == f"account.{event.type}"
@@ -94,7 +77,7 @@ def test_batches_sent_ahead_are_confirmed_in_order(
     publisher.wait_for_confirms(second_ticket)
 
     assert second_ticket == first_ticket + 5
-    assert [d.message_id for d in _receive_all(consumer, 10)] == [str(e.event_id) for e in first + second]
+    assert [d.message_id for d in receive(consumer, 10)] == [str(e.event_id) for e in first + second]
 
 
 def test_receive_returns_batches_and_ack_multiple_settles_them_all(
@@ -122,7 +105,7 @@ def test_unacknowledged_deliveries_return_to_the_queue_when_the_consumer_goes(
     consumer.close()
 
     with Consumer(read_broker_url, connection_name="test-redelivery") as fresh:
-        [again] = _receive_all(fresh, 1)
+        [again] = receive(fresh, 1)
         assert again.message_id == str(event.event_id)
         assert again.redelivered and again.delivery_count == 1
         fresh.ack(again.delivery_tag)
@@ -133,11 +116,11 @@ def test_a_rejected_message_is_dead_lettered_with_its_routing_key_and_can_be_rep
 ) -> None:
     event = make_event("MoneyWithdrawn")
     publisher.publish([event])
-    [delivery] = _receive_all(consumer, 1)
+    [delivery] = receive(consumer, 1)
 
     consumer.reject(delivery.delivery_tag)
 
-    assert _eventually(lambda: consumer.message_count(DEAD_LETTER_QUEUE) == 1)
+    eventually(lambda: consumer.message_count(DEAD_LETTER_QUEUE) == 1, timeout=5, what="the dead letters")
     dead = consumer.get(DEAD_LETTER_QUEUE)
     assert dead is not None
     assert dead.routing_key == "account.MoneyWithdrawn"
@@ -147,7 +130,7 @@ def test_a_rejected_message_is_dead_lettered_with_its_routing_key_and_can_be_rep
     consumer.republish(dead)
     consumer.ack(dead.delivery_tag)
 
-    [replayed] = _receive_all(consumer, 1)
+    [replayed] = receive(consumer, 1)
     assert replayed.message_id == str(event.event_id)
     assert replayed.correlation_id == event.correlation_id
     consumer.ack(replayed.delivery_tag)
@@ -166,7 +149,7 @@ def test_a_message_requeued_past_the_delivery_limit_is_dead_lettered(
             break
         consumer.requeue(batch[0].delivery_tag)
 
-    assert _eventually(lambda: consumer.message_count(DEAD_LETTER_QUEUE) == 1)
+    eventually(lambda: consumer.message_count(DEAD_LETTER_QUEUE) == 1, timeout=5, what="the dead letters")
     assert consumer.message_count(PROJECTOR_QUEUE) == 0
     dead = consumer.get(DEAD_LETTER_QUEUE)
     assert dead is not None and dead.message_id == str(event.event_id)
@@ -176,9 +159,9 @@ def test_a_message_requeued_past_the_delivery_limit_is_dead_lettered(
 
 def test_purge_empties_the_dead_letter_queue(publisher: Publisher, consumer: Consumer, make_event) -> None:
     publisher.publish([make_event(position=i) for i in range(1, 4)])
-    for delivery in _receive_all(consumer, 3):
+    for delivery in receive(consumer, 3):
         consumer.reject(delivery.delivery_tag)
-    assert _eventually(lambda: consumer.message_count(DEAD_LETTER_QUEUE) == 3)
+    eventually(lambda: consumer.message_count(DEAD_LETTER_QUEUE) == 3, timeout=5, what="the dead letters")
 
     assert consumer.purge(DEAD_LETTER_QUEUE) == 3
 
