@@ -17,6 +17,7 @@ from bench.progress import Progress
 from bench.readings import AppliedEvent, Readings
 from bench.settings import Mode
 from bench.system import BenchSystem
+from devkit.polling import poll
 from devkit.private_rabbitmq import PrivateRabbitMQ
 
 APPLY_TIMEOUT_SECONDS = 300
@@ -64,16 +65,22 @@ class PipelineStalled(RuntimeError):
 def wait_applied(context: Context, after: int, until: int, expected: int, detail: str = "applied") -> None:
     """Until the `expected` events of the position range are applied on the read side (progress shows how
     many); positions may have gaps, so the caller counts them on the write side."""
-    deadline = time.monotonic() + APPLY_TIMEOUT_SECONDS
-    while (applied := context.readings.applied_count(after, until)) < expected:
+
+    def stalled(applied: int, stopped: object) -> PipelineStalled:
+        return PipelineStalled(
+            f"{applied:,} of {expected:,} events applied; {context.readings.unpublished():,} unpublished;"
+            f" exited: {stopped or 'none'}"
+        )
+
+    def all_applied() -> bool:
+        applied = context.readings.applied_count(after, until)
         context.progress.update(applied / max(expected, 1), f"{detail} {applied:,}/{expected:,}")
-        stopped = context.system.failed_processes()
-        if stopped or time.monotonic() > deadline:
-            raise PipelineStalled(
-                f"{applied:,} of {expected:,} events applied; {context.readings.unpublished():,} unpublished;"
-                f" exited: {stopped or 'none'}"
-            )
-        time.sleep(0.1)
+        if applied < expected and (stopped := context.system.failed_processes()):
+            raise stalled(applied, stopped)
+        return applied >= expected
+
+    if not poll(all_applied, APPLY_TIMEOUT_SECONDS, interval=0.1):
+        raise stalled(context.readings.applied_count(after, until), None)
 
 
 def sleep_with_progress(context: Context, seconds: float, start: float, share: float, what: str) -> None:

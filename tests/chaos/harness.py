@@ -19,7 +19,7 @@ from uuid import UUID
 import psycopg2
 import requests
 
-from devkit.polling import eventually
+from devkit.polling import eventually, poll
 from devkit.processes import DEVELOPMENT_SECRETS_ALLOWED, PYTHON, REPO
 from tests.e2e.conftest import System
 from tests.support.private_postgres import PrivatePostgres
@@ -158,12 +158,14 @@ def caught_up(system: System, since: float, timeout: float = 90.0) -> float:
 def projection(system: System, retry_for: float = 10.0) -> dict[str, Any]:
     """/api/projection, retried as a client should on the contract's retryable 503: after the read database
     restarts, each worker thread's stale connection fails one request before Django replaces it."""
-    deadline = time.monotonic() + retry_for
-    while True:
-        response = requests.get(f"{system.read_api}/api/projection", timeout=10)
-        if response.status_code != 503 or time.monotonic() > deadline:
-            break
-        time.sleep(0.1)
+    answers: list[requests.Response] = []
+
+    def answered() -> bool:
+        answers.append(requests.get(f"{system.read_api}/api/projection", timeout=10))
+        return answers[-1].status_code != 503
+
+    poll(answered, retry_for, interval=0.1)
+    response = answers[-1]
     assert response.status_code == 200, response.text
     return response.json()
 
