@@ -7,9 +7,6 @@ projector's share of the end-to-end lag (broker hop, parse, apply, commit).
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 from datetime import UTC, datetime
 
@@ -18,23 +15,17 @@ from django.db import connection
 
 from devkit.polling import eventually
 from read_service.projections.models import AppliedEvent
-from tests.integration.read.conftest import AccountHistory
+from tests.integration.read.conftest import AccountHistory, projector_command
 
 pytestmark = [pytest.mark.bench, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
 def projector_process(broker, broker_url, empty_replica):
-    env = {**os.environ, "RABBITMQ_URL": broker_url, "SERVICE_NAME": "projector"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "read_service", "projector", "--metrics-port", "0"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    yield process
-    process.terminate()
-    process.wait(timeout=15)
+    with projector_command(broker_url) as (process, _metrics_port):
+        yield process
+        process.terminate()
+        process.wait(timeout=15)
 
 
 def _lag_percentiles(event_type: str) -> tuple[float, float, float]:

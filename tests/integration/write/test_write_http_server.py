@@ -5,43 +5,27 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 
 import pytest
 
-from devkit.processes import free_port
+from devkit.processes import ServiceProcess, free_port
+from devkit.system_processes import GUNICORN, GUNICORN_CONFIG, wait_until_ready
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
-GUNICORN = [sys.executable, "-m", "gunicorn", "-c", "python:cqrs_common.gunicorn_conf"]
 
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[tuple[str, int]]:
     port = free_port()
-    env = {**os.environ, "WEB_CONCURRENCY": "1", "SERVICE_NAME": "write-service-test", "LOG_LEVEL": "WARNING"}
-    process = subprocess.Popen(
-        [*GUNICORN, "--bind", f"127.0.0.1:{port}", "write_service.wsgi"],
-        env=env,
-    )
+    argv = [GUNICORN, "-c", GUNICORN_CONFIG, "--bind", f"127.0.0.1:{port}", "write_service.wsgi"]
+    env = {"WEB_CONCURRENCY": "1", "LOG_LEVEL": "WARNING"}
+    process = ServiceProcess("write-service-test", argv, env).start()
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                    break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("gunicorn did not start") from None
-                time.sleep(0.1)
+        wait_until_ready(f"http://127.0.0.1:{port}", timeout=20)
         yield "127.0.0.1", port
     finally:
-        process.terminate()
-        process.wait(timeout=15)
+        process.terminate(timeout=15)
 
 
 def _post_chunked(
