@@ -15,9 +15,13 @@ from typing import Any
 
 from django.db import connection
 
+from cqrs_common import metrics
 from cqrs_common.events import InvalidEvent, routing_key
+from cqrs_common.logging import get_logger
 from read_service.projections.apply_sql import RECORD_DEAD_LETTER
 from read_service.projections.models import DeadLetter
+
+log = get_logger(__name__)
 
 # Stored reasons are metric labels too, so they stay short and few; details can be long, but not unbounded.
 MAX_DETAIL_CHARS = 2000
@@ -51,6 +55,21 @@ class DeadLetterEntry:
                 object.__setattr__(self, name, storable_text(value, limit))
         object.__setattr__(self, "reason", storable_text(self.reason, MAX_REASON_CHARS))
         object.__setattr__(self, "detail", storable_text(self.detail, MAX_DETAIL_CHARS))
+
+
+def dead_lettered(entry: DeadLetterEntry, **context: Any) -> None:
+    """Counts and logs a dead letter once its record is committed, whichever path refused it (CONTRACT.md:
+    the metric by reason, the log line with the reason, message id and detail); `context` adds what the path
+    knows besides (the message's correlation id, the path)."""
+    metrics.EVENTS_DEAD_LETTERED.labels(reason=entry.reason).inc()
+    log.warning(
+        "event_dead_lettered",
+        reason=entry.reason,
+        message_id=entry.message_id,
+        routing_key=entry.routing_key,
+        detail=entry.detail,
+        **context,
+    )
 
 
 def dead_letter_unreadable(envelope: dict[str, Any], exc: InvalidEvent) -> DeadLetterEntry:

@@ -33,6 +33,7 @@ from cqrs_common import metrics
 from cqrs_common.heartbeat import UNAVAILABLE, Heartbeat
 from cqrs_common.logging import get_logger
 from read_service.projections.apply import REPLICATION, apply_each, apply_events, parked_ready_drain
+from read_service.projections.dead_letters import dead_lettered
 from read_service.projections.event_log.replica import (
     replica_cursor_get,
     replica_cursor_set,
@@ -149,14 +150,7 @@ class ReplicationFallback:
             log.error("batch_apply_failed", path=REPLICATION, events=len(batch.events), error=str(exc)[:500])
             outcome = apply_each(batch.events, path=REPLICATION, refused=batch.refused)
         for entry in batch.refused:  # committed with the batch: count and log them now
-            metrics.EVENTS_DEAD_LETTERED.labels(reason=entry.reason).inc()
-            log.warning(
-                "event_dead_lettered",
-                reason=entry.reason,
-                message_id=entry.message_id,
-                detail=entry.detail,
-                source=REPLICATION,
-            )
+            dead_lettered(entry, source=REPLICATION)
         return len(outcome.applied)
 
     def _record_mode(self, mode: str) -> None:

@@ -47,7 +47,7 @@ from cqrs_common.heartbeat import OK, UNAVAILABLE, Heartbeat
 from cqrs_common.logging import get_logger
 from cqrs_common.messaging import BrokerError, Consumer, Delivery
 from read_service.projections.apply import BROKER, REPLICATION, ApplyOutcome, apply_each, apply_events
-from read_service.projections.dead_letters import DeadLetterEntry
+from read_service.projections.dead_letters import DeadLetterEntry, dead_lettered
 from read_service.projections.fallback import ReplicationFallback
 from read_service.projections.intake import event_from_delivery, refusal
 from read_service.projections.state import ActivePath, projector_heartbeat
@@ -182,15 +182,7 @@ class Projector:
         ]
         for delivery, entry in refused:
             consumer.reject(delivery.delivery_tag)
-            metrics.EVENTS_DEAD_LETTERED.labels(reason=entry.reason).inc()
-            log.warning(
-                "event_dead_lettered",
-                reason=entry.reason,
-                message_id=delivery.message_id,
-                routing_key=delivery.routing_key,
-                detail=entry.detail,
-                correlation_id=delivery.correlation_id,
-            )
+            dead_lettered(entry, correlation_id=delivery.correlation_id)
         refused_tags = {delivery.delivery_tag for delivery, _ in refused}
         accepted = [d.delivery_tag for d in deliveries if d.delivery_tag not in refused_tags]
         if accepted:
