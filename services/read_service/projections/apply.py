@@ -326,16 +326,7 @@ class _Batch:
         )
         if body is not None:
             self.outcome.recorded_only.append(failure.reason)
-        log.warning(
-            "event_projection_failed",
-            event_id=str(event.event_id),
-            type=event.type,
-            aggregate_id=str(event.aggregate_id),
-            version=event.aggregate_version,
-            reason=failure.reason,
-            error=failure.detail,
-            correlation_id=event.correlation_id,
-        )
+        log.warning("event_projection_failed", **_logged(event), reason=failure.reason, error=failure.detail)
 
     def drain(self, account_id: UUID) -> None:
         """Applies parked events of the account while each is the next version."""
@@ -456,24 +447,9 @@ def _observe(outcome: ApplyOutcome, path: str) -> None:
         metrics.END_TO_END_LAG.observe(max(0.0, now - event.occurred_at.timestamp()))
         if not debug:
             continue
-        log.debug(
-            "event_applied",
-            event_id=str(event.event_id),
-            type=event.type,
-            aggregate_id=str(event.aggregate_id),
-            version=event.aggregate_version,
-            path=item.path,
-            correlation_id=event.correlation_id,
-        )
+        log.debug("event_applied", **_logged(event), path=item.path)
     for event in outcome.parked:
-        log.info(
-            "event_parked",
-            event_id=str(event.event_id),
-            aggregate_id=str(event.aggregate_id),
-            version=event.aggregate_version,
-            path=path,
-            correlation_id=event.correlation_id,
-        )
+        log.info("event_parked", **_logged(event), path=path)
     if outcome.duplicates:
         metrics.EVENTS_DUPLICATE.labels(path=path).inc(len(outcome.duplicates))
     for reason in outcome.recorded_only:
@@ -489,3 +465,14 @@ def _observe(outcome: ApplyOutcome, path: str) -> None:
         failed=len(outcome.failed),
         correlation_ids=correlation_ids[:MAX_LOGGED_IDS],
     )
+
+
+def _logged(event: EventEnvelope) -> dict[str, Any]:
+    """The fields that name an event in every log line about it."""
+    return {
+        "event_id": str(event.event_id),
+        "type": event.type,
+        "aggregate_id": str(event.aggregate_id),
+        "version": event.aggregate_version,
+        "correlation_id": event.correlation_id,
+    }
