@@ -373,35 +373,24 @@ def _lock_and_read(cursor: Any, accounts: set[UUID]) -> tuple[dict[UUID, int], s
 
 
 def _park(cursor: Any, event: EventEnvelope, path: str) -> bool:
-    cursor.execute(
-        sql.PARK,
-        [
-            event.event_id,
-            event.aggregate_id,
-            event.aggregate_version,
-            event.position,
-            event.type,
-            event.occurred_at,
-            to_wire(event).decode(),
-            path,
-        ],
-    )
+    cursor.execute(sql.PARK, [*_event_columns(event), to_wire(event).decode(), path])
     return cursor.rowcount == 1
 
 
 def _track(cursor: Any, event: EventEnvelope, path: str) -> None:
-    cursor.execute(
-        sql.TRACK,
-        [
-            event.event_id,
-            event.aggregate_id,
-            event.aggregate_version,
-            event.position,
-            event.type,
-            event.occurred_at,
-            path,
-        ],
-    )
+    cursor.execute(sql.TRACK, [*_event_columns(event), path])
+
+
+def _event_columns(event: EventEnvelope) -> list[Any]:
+    """The columns that `pending_events` and `applied_events` both start with, in their order."""
+    return [
+        event.event_id,
+        event.aggregate_id,
+        event.aggregate_version,
+        event.position,
+        event.type,
+        event.occurred_at,
+    ]
 
 
 def _record_progress(
