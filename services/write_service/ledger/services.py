@@ -230,12 +230,11 @@ def account_add(account: Account, events: Sequence[DomainEvent], meta: EventMeta
     values, params = _event_values(account, events)
     with connection.cursor() as cursor:
         cursor.execute(
-            "WITH written AS ("
-            " INSERT INTO accounts (id, owner, currency, balance, status, version, opened_at, updated_at)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id)"
-            f" INSERT INTO events ({_EVENT_COLUMNS})"
-            " SELECT e.event_id, 'account', written.id, e.version, e.type, %s, e.data, %s, %s, %s"
-            f" FROM written, (VALUES {values}) AS e(event_id, version, type, data)",
+            _with_events(
+                "INSERT INTO accounts (id, owner, currency, balance, status, version, opened_at, updated_at)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                values,
+            ),
             [
                 account.id,
                 account.owner,
@@ -260,12 +259,11 @@ def account_save(account: Account, events: Sequence[DomainEvent], meta: EventMet
     values, params = _event_values(account, events)
     with connection.cursor() as cursor:
         cursor.execute(
-            "WITH written AS ("
-            " UPDATE accounts SET balance = %s, status = %s, version = %s, updated_at = %s"
-            " WHERE id = %s AND version = %s RETURNING id)"
-            f" INSERT INTO events ({_EVENT_COLUMNS})"
-            " SELECT e.event_id, 'account', written.id, e.version, e.type, %s, e.data, %s, %s, %s"
-            f" FROM written, (VALUES {values}) AS e(event_id, version, type, data)",
+            _with_events(
+                "UPDATE accounts SET balance = %s, status = %s, version = %s, updated_at = %s"
+                " WHERE id = %s AND version = %s",
+                values,
+            ),
             [
                 account.balance,
                 account.status.value,
@@ -279,6 +277,18 @@ def account_save(account: Account, events: Sequence[DomainEvent], meta: EventMet
         )
         if cursor.rowcount != len(events):
             raise RuntimeError(f"account {account.id} changed under its row lock")
+
+
+def _with_events(written: str, values: str) -> str:
+    """One statement: `written` (an INSERT or UPDATE of the account row), then the events appended to the
+    row it wrote, so that no event is stored unless the row was written. Parameters: `written`'s, then
+    `_event_common`'s, then the VALUES rows' (`_event_values`)."""
+    return (
+        f"WITH written AS ({written} RETURNING id)"
+        f" INSERT INTO events ({_EVENT_COLUMNS})"
+        " SELECT e.event_id, 'account', written.id, e.version, e.type, %s, e.data, %s, %s, %s"
+        f" FROM written, (VALUES {values}) AS e(event_id, version, type, data)"
+    )
 
 
 def _event_common(meta: EventMetadata) -> list[Any]:
