@@ -34,6 +34,7 @@ from bench.scenarios.common import (
 from bench.scenarios.steady import load_details
 from bench.settings import STEADY_RATE
 from bench.stats import percentile, percentiles_ms
+from devkit.polling import poll
 
 NORMAL_LAG_FLOOR_S = 0.050
 WINDOW_S = 1.0
@@ -138,14 +139,18 @@ def _until_recovered(
     back, judged on commits old enough that they must be applied by now, or until the cap; returns the
     commit time up to which it judged (every commit, if the cap was reached)."""
     mode, readings = context.mode, context.readings
-    while (waited := time.time() - back_at) < mode.outage_max_recovery_seconds:
+
+    def judged_up_to() -> float | None:
         settled = time.time() - SETTLED_S
         if readings.caught_up(before, settled):
             events = [e for e in readings.applied(before, MAX_POSITION) if e.occurred_at < settled]
             recovered = recovery_point(events, normal, since=stopped_at)
             if recovered is not None and settled - max(recovered, back_at) >= mode.outage_after_seconds:
                 return settled
-        share = 0.55 + 0.4 * waited / mode.outage_max_recovery_seconds
+        waited = time.time() - back_at
+        share = 0.55 + 0.4 * min(waited / mode.outage_max_recovery_seconds, 1.0)
         context.progress.update(share, f"broker back {waited:.0f} s, waiting for normal lag")
-        time.sleep(0.5)
-    return math.inf
+        return None
+
+    cap = back_at + mode.outage_max_recovery_seconds - time.time()
+    return poll(judged_up_to, max(cap, 0.0), interval=0.5) or math.inf

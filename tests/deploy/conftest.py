@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
 
-from devkit.processes import free_port
+from devkit.polling import eventually
+from devkit.processes import ServiceProcess, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -35,32 +34,24 @@ def empty_prometheus(tmp_path_factory) -> Iterator[str]:
     home = tmp_path_factory.mktemp("prometheus")
     (home / "prometheus.yml").write_text("global:\n  scrape_interval: 1m\n")
     url = f"http://127.0.0.1:{free_port()}"
-    with (home / "prometheus.log").open("w") as log:
-        server = subprocess.Popen(
-            [
-                binary,
-                f"--config.file={home / 'prometheus.yml'}",
-                f"--storage.tsdb.path={home / 'data'}",
-                f"--web.listen-address={url.removeprefix('http://')}",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    argv = [
+        binary,
+        f"--config.file={home / 'prometheus.yml'}",
+        f"--storage.tsdb.path={home / 'data'}",
+        f"--web.listen-address={url.removeprefix('http://')}",
+    ]
+    server = ServiceProcess("prometheus", argv, {}, log_path=home / "prometheus.log").start()
+
+    def ready() -> bool:
+        if not server.running:
+            pytest.fail(f"prometheus exited:\n{server.output()}")
+        return requests.get(f"{url}/-/ready", timeout=1).status_code == 200
+
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if requests.get(f"{url}/-/ready", timeout=1).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"prometheus did not start: {(home / 'prometheus.log').read_text()[-2000:]}")
-            time.sleep(0.1)
+        eventually(ready, timeout=30, interval=0.1, what="prometheus", ignoring=(requests.ConnectionError,))
         yield url
     finally:
-        server.terminate()
-        server.wait(timeout=10)
+        server.terminate(timeout=10)
 
 
 # Fixtures of the packaging checks (Compose, kustomize, Tiltfile, Dockerfile) live with their helpers.

@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
@@ -17,6 +16,7 @@ import pytest
 from django.db import connection
 
 from cqrs_common.events import EventEnvelope
+from devkit.polling import eventually
 from devkit.processes import REPO
 from devkit.replication import Replication, replication_of, superuser_sql
 from read_service.projections.rebuild import RebuildRefused, read_models_rebuild
@@ -77,10 +77,7 @@ class EventStore:
         superuser_sql(
             self.write_port, self.write_db, f"INSERT INTO events ({COLUMNS}, published_at) VALUES {values}"
         )
-        deadline = time.monotonic() + 30
-        while self.count() < before + len(events):
-            assert time.monotonic() < deadline, "the event store did not receive the events"
-            time.sleep(0.05)
+        eventually(lambda: self.count() >= before + len(events), timeout=30, what="the event store's events")
 
 
 def _json(data: dict[str, Any]) -> str:
@@ -128,10 +125,13 @@ def event_store(replica_log: ReplicaLog) -> Iterator[EventStore]:
         )
         # The initial copy brings what the write database holds already (other tests' events): once it is
         # done, the store starts empty for this test.
-        deadline = time.monotonic() + 60
-        while server.sql(name, "SELECT string_agg(srsubstate::text, '') FROM pg_subscription_rel") != "r":
-            assert time.monotonic() < deadline, "the event store's initial copy did not finish"
-            time.sleep(0.1)
+        copied = "SELECT string_agg(srsubstate::text, '') FROM pg_subscription_rel"
+        eventually(
+            lambda: server.sql(name, copied) == "r",
+            timeout=60,
+            interval=0.1,
+            what="the event store's initial copy",
+        )
         server.sql(name, "TRUNCATE events")
         yield EventStore(server, name, url, publisher)
     finally:
