@@ -51,6 +51,7 @@ from read_service.projections.dead_letters import DeadLetterEntry, dead_lettered
 from read_service.projections.fallback import ReplicationFallback
 from read_service.projections.intake import event_from_delivery, refusal
 from read_service.projections.state import ActivePath, projector_heartbeat
+from read_service.worker import run_until_stopped
 
 log = get_logger(__name__)
 
@@ -105,16 +106,8 @@ class Projector:
             )
             connection.close()
 
-        retrying = Retrying(
-            retry=retry_if_exception_type(Exception),
-            wait=wait_exponential_jitter(multiplier=0.2, max=5.0),
-            stop=lambda _state: stop.is_set(),
-            sleep=stop.wait,
-            before_sleep=on_failure,
-            retry_error_callback=lambda _state: None,
-        )
         try:
-            retrying(self._consume_until, stop)
+            run_until_stopped(self._consume_until, stop, on_failure)
         finally:
             halt.set()
             if fallback is not None:

@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from django.db import InterfaceError, OperationalError, connection
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential_jitter
+from tenacity import RetryCallState
 
 from cqrs_common import metrics
 from cqrs_common.events import EventEnvelope
@@ -39,6 +39,7 @@ from read_service.reporting.counting import Counted, events_count
 from read_service.reporting.history import fence_passed, history_after, history_unread
 from read_service.reporting.models import CATCHING_UP, HISTORY, LIVE, LIVE_PATH
 from read_service.reporting.state import State, state_start, state_switch_to_live
+from read_service.worker import run_until_stopped
 
 log = get_logger(__name__)
 
@@ -89,16 +90,8 @@ class ReportingSubscriber:
             )
             connection.close()  # Django opens a fresh one on the next query
 
-        retrying = Retrying(
-            retry=retry_if_exception_type(Exception),
-            wait=wait_exponential_jitter(multiplier=0.2, max=5.0),
-            stop=lambda _state: stop.is_set(),
-            sleep=stop.wait,
-            before_sleep=on_failure,
-            retry_error_callback=lambda _state: None,
-        )
         try:
-            retrying(self._run_once, stop)
+            run_until_stopped(self._run_once, stop, on_failure)
         finally:
             connection.close()
             log.info("reporting_stopped", subscription=self.subscription)

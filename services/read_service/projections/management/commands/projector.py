@@ -10,18 +10,14 @@ The replication fallback runs beside it: events the broker has not brought withi
 
 from __future__ import annotations
 
-import signal
-import threading
 from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
-from cqrs_common import config, metrics
-from cqrs_common import logging as cqrs_logging
-from cqrs_common.heartbeat import HealthBounds, WorkerHealth
+from cqrs_common import config
 from cqrs_common.messaging import Consumer
-from cqrs_common.session_timeouts import bound_django_sessions
+from read_service import worker
 from read_service.projections.fallback import FallbackSettings, ReplicationFallback
 from read_service.projections.projector import Projector
 
@@ -41,14 +37,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        cqrs_logging.configure(config.service_name("projector"))
-        bound_django_sessions(
-            statement_timeout=config.worker_statement_timeout_seconds(),
-            lock_timeout=config.worker_lock_timeout_seconds(),
-        )
-        stop = threading.Event()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, lambda *_: stop.set())
+        stop = worker.start("projector")
         prefetch = max(options["prefetch"], options["batch_size"])
 
         def connect() -> Consumer:
@@ -56,8 +45,5 @@ class Command(BaseCommand):
 
         fallback = ReplicationFallback(FallbackSettings(grace_seconds=options["replication_grace_seconds"]))
         projector = Projector(connect, batch_size=options["batch_size"], fallback=fallback)
-        if options["metrics_port"]:
-            bounds = HealthBounds(config.worker_readiness_seconds(), config.worker_liveness_seconds())
-            health = WorkerHealth(bounds, projector.heartbeat, fallback.heartbeat)
-            metrics.serve_metrics(options["metrics_port"], process="projector", health=health)
+        worker.serve_health(options["metrics_port"], "projector", projector.heartbeat, fallback.heartbeat)
         projector.run(stop)

@@ -8,18 +8,14 @@ the batch in hand is committed and settled. Metrics, /readyz and /healthz on REP
 
 from __future__ import annotations
 
-import signal
-import threading
 from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
-from cqrs_common import config, metrics
-from cqrs_common import logging as cqrs_logging
-from cqrs_common.heartbeat import HealthBounds, WorkerHealth
+from cqrs_common import config
 from cqrs_common.messaging import Consumer, reporting_queues
-from cqrs_common.session_timeouts import bound_django_sessions
+from read_service import worker
 from read_service.reporting.models import DEFAULT_SUBSCRIPTION
 from read_service.reporting.subscriber import ReportingSubscriber, SubscriberSettings
 
@@ -37,14 +33,7 @@ class Command(BaseCommand):
         parser.add_argument("--batch-size", type=int, default=500)
 
     def handle(self, *args: Any, **options: Any) -> None:
-        cqrs_logging.configure(config.service_name("reporting"))
-        bound_django_sessions(
-            statement_timeout=config.worker_statement_timeout_seconds(),
-            lock_timeout=config.worker_lock_timeout_seconds(),
-        )
-        stop = threading.Event()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, lambda *_: stop.set())
+        stop = worker.start("reporting")
         queues = reporting_queues(options["subscription"])
         batch_size = options["batch_size"]
 
@@ -56,8 +45,5 @@ class Command(BaseCommand):
         subscriber = ReportingSubscriber(
             connect, SubscriberSettings(subscription=options["subscription"], batch_size=batch_size)
         )
-        if options["metrics_port"]:
-            bounds = HealthBounds(config.worker_readiness_seconds(), config.worker_liveness_seconds())
-            health = WorkerHealth(bounds, subscriber.heartbeat)
-            metrics.serve_metrics(options["metrics_port"], process="reporting", health=health)
+        worker.serve_health(options["metrics_port"], "reporting", subscriber.heartbeat)
         subscriber.run(stop)
