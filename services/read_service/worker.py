@@ -13,30 +13,27 @@ from collections.abc import Callable
 
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential_jitter
 
-from cqrs_common import config, metrics
 from cqrs_common import logging as cqrs_logging
+from cqrs_common import metrics
 from cqrs_common.heartbeat import HealthBounds, Heartbeat, WorkerHealth
 from cqrs_common.session_timeouts import bound_django_sessions
 
 
-def start(service: str) -> threading.Event:
+def start(service_name: str, *, statement_timeout: float, lock_timeout: float) -> threading.Event:
     """Logs under the process's name, database sessions with the workers' statement and lock timeouts, and
-    the stop signals turned into the returned event."""
-    cqrs_logging.configure(config.service_name(service))
-    bound_django_sessions(
-        statement_timeout=config.worker_statement_timeout_seconds(),
-        lock_timeout=config.worker_lock_timeout_seconds(),
-    )
+    the stop signals turned into the returned event. The caller reads the settings (config.py): each
+    command is where the deploy checks look for what its process reads."""
+    cqrs_logging.configure(service_name)
+    bound_django_sessions(statement_timeout=statement_timeout, lock_timeout=lock_timeout)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     return stop
 
 
-def serve_health(port: int, process: str, *heartbeats: Heartbeat) -> None:
+def serve_health(port: int, process: str, bounds: HealthBounds, *heartbeats: Heartbeat) -> None:
     """/metrics, /readyz and /healthz on `port` (none when 0), health from the loops' heartbeats."""
     if port:
-        bounds = HealthBounds(config.worker_readiness_seconds(), config.worker_liveness_seconds())
         metrics.serve_metrics(port, process=process, health=WorkerHealth(bounds, *heartbeats))
 
 

@@ -16,6 +16,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
 from cqrs_common import config
+from cqrs_common.heartbeat import HealthBounds
 from cqrs_common.messaging import Consumer
 from read_service import worker
 from read_service.projections.fallback import FallbackSettings, ReplicationFallback
@@ -37,7 +38,11 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        stop = worker.start("projector")
+        stop = worker.start(
+            config.service_name("projector"),
+            statement_timeout=config.worker_statement_timeout_seconds(),
+            lock_timeout=config.worker_lock_timeout_seconds(),
+        )
         prefetch = max(options["prefetch"], options["batch_size"])
 
         def connect() -> Consumer:
@@ -45,5 +50,11 @@ class Command(BaseCommand):
 
         fallback = ReplicationFallback(FallbackSettings(grace_seconds=options["replication_grace_seconds"]))
         projector = Projector(connect, batch_size=options["batch_size"], fallback=fallback)
-        worker.serve_health(options["metrics_port"], "projector", projector.heartbeat, fallback.heartbeat)
+        worker.serve_health(
+            options["metrics_port"], "projector", health_bounds(), projector.heartbeat, fallback.heartbeat
+        )
         projector.run(stop)
+
+
+def health_bounds() -> HealthBounds:
+    return HealthBounds(config.worker_readiness_seconds(), config.worker_liveness_seconds())

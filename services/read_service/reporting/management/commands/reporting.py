@@ -14,6 +14,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
 from cqrs_common import config
+from cqrs_common.heartbeat import HealthBounds
 from cqrs_common.messaging import Consumer, reporting_queues
 from read_service import worker
 from read_service.reporting.models import DEFAULT_SUBSCRIPTION
@@ -33,7 +34,11 @@ class Command(BaseCommand):
         parser.add_argument("--batch-size", type=int, default=500)
 
     def handle(self, *args: Any, **options: Any) -> None:
-        stop = worker.start("reporting")
+        stop = worker.start(
+            config.service_name("reporting"),
+            statement_timeout=config.worker_statement_timeout_seconds(),
+            lock_timeout=config.worker_lock_timeout_seconds(),
+        )
         queues = reporting_queues(options["subscription"])
         batch_size = options["batch_size"]
 
@@ -45,5 +50,9 @@ class Command(BaseCommand):
         subscriber = ReportingSubscriber(
             connect, SubscriberSettings(subscription=options["subscription"], batch_size=batch_size)
         )
-        worker.serve_health(options["metrics_port"], "reporting", subscriber.heartbeat)
+        worker.serve_health(options["metrics_port"], "reporting", health_bounds(), subscriber.heartbeat)
         subscriber.run(stop)
+
+
+def health_bounds() -> HealthBounds:
+    return HealthBounds(config.worker_readiness_seconds(), config.worker_liveness_seconds())
