@@ -60,6 +60,10 @@ def spectacular(title: str, description: str) -> dict:
         "VERSION": "1.0.0",
         "SERVE_INCLUDE_SCHEMA": False,
         "COMPONENT_SPLIT_REQUEST": True,
+        "POSTPROCESSING_HOOKS": [
+            "drf_spectacular.hooks.postprocess_schema_enums",
+            "cqrs_common.web.schema_hooks.document_server_errors",
+        ],
     }
 
 

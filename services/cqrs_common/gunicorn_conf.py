@@ -28,6 +28,7 @@ from typing import Any
 
 from cqrs_common import config as _config
 from cqrs_common.logging import logging_config as _logging_config
+from cqrs_common.web import server_errors
 
 _SERVICE = _config.service_name("web")
 _EXPLICIT_METRICS_DIR = _config.prometheus_multiproc_dir()
@@ -45,8 +46,10 @@ timeout = _config.gunicorn_timeout()
 graceful_timeout = 10
 keepalive = 5
 # gunicorn's largest request line (its default is 4094 bytes): the read API's filters and pagination go in the
-# query string, and a longer line is refused with 414 in HTML before Django, which can answer problem+json.
+# query string. A longer line is refused with 414 before Django; server_errors makes that answer, and the
+# others gunicorn writes itself, problem+json.
 limit_request_line = 8190
+server_errors.install()
 max_requests = 0
 # Every gunicorn on a machine would share one default control socket path ($HOME/.gunicorn/gunicorn.ctl):
 # write-service, read-service and test instances would take it from each other. Nothing here uses gunicornc.

@@ -7,7 +7,6 @@ unsupported-media errors from DRF come out in the same shape.
 from __future__ import annotations
 
 import json
-from http import HTTPStatus
 from typing import Any
 
 from django.db import InterfaceError, OperationalError
@@ -16,11 +15,9 @@ from rest_framework import exceptions
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from cqrs_common.logging import get_logger
+from cqrs_common.web.problem_body import PROBLEM_CONTENT_TYPE, problem_body
 
 log = get_logger(__name__)
-
-PROBLEM_CONTENT_TYPE = "application/problem+json"
-PROBLEM_BASE = "https://cqrs-lab.example/problems/"
 
 
 def problem(
@@ -32,12 +29,7 @@ def problem(
     errors: dict[str, list[str]] | None = None,
     headers: dict[str, str] | None = None,
 ) -> HttpResponse:
-    body: dict[str, Any] = {
-        "type": PROBLEM_BASE + (type_ or _slug(status)),
-        "title": title or HTTPStatus(status).phrase,
-        "status": status,
-        "detail": detail,
-    }
+    body = problem_body(status, detail, type_=type_, title=title)
     if errors:
         body["errors"] = errors
     response = HttpResponse(
@@ -46,10 +38,6 @@ def problem(
     for name, value in (headers or {}).items():
         response[name] = value
     return response
-
-
-def _slug(status: int) -> str:
-    return HTTPStatus(status).phrase.lower().replace(" ", "-")
 
 
 def _flatten(detail: Any, prefix: str = "") -> dict[str, list[str]]:

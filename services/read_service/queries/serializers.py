@@ -5,7 +5,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from cqrs_common import config
-from cqrs_common.web.problems import PROBLEM_CONTENT_TYPE
+from cqrs_common.web.problem_body import PROBLEM_CONTENT_TYPE
 
 MAX_WAIT_MS = config.read_wait_max_ms()
 DEFAULT_WAIT_MS = min(5_000, MAX_WAIT_MS)

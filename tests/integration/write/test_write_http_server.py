@@ -1,5 +1,6 @@
 """The write-service under gunicorn, as deployed: what only a real HTTP server shows. A chunked body (no
-Content-Length) is read, and refused with 413 past 64 KiB like any other body."""
+Content-Length) is read, and refused with 413 past 64 KiB like any other body; what gunicorn refuses itself
+(a request line or a header too long) is answered in problem+json."""
 
 from __future__ import annotations
 
@@ -119,3 +120,27 @@ def test_a_dropped_database_connection_answers_503_once_then_reconnects(server, 
     assert models.Account.objects.get(pk=account_id).version == 1
     status, body, _ = _post_raw(server, token, f"/api/accounts/{account_id}/deposit", {"amount": "5.00"})
     assert (status, body["balance"]) == (200, "5.00")
+
+
+def _get(server: tuple[str, int], path: str, headers: dict[str, str] | None = None) -> tuple[int, str, dict]:
+    connection = http.client.HTTPConnection(*server, timeout=10)
+    try:
+        connection.request("GET", path, headers=headers or {})
+        response = connection.getresponse()
+        return response.status, response.getheader("Content-Type"), json.loads(response.read())
+    finally:
+        connection.close()
+
+
+def test_a_request_line_over_8190_bytes_is_414_in_problem_json(server) -> None:
+    # gunicorn refuses it before Django sees it; its answer is problem+json like every other error.
+    status, content_type, body = _get(server, "/api/accounts?" + "x" * 9000)
+    assert (status, content_type) == (414, "application/problem+json")
+    assert body["status"] == 414 and body["type"].endswith("/problems/request-uri-too-long")
+    assert "8190" in body["detail"]
+
+
+def test_a_header_field_over_its_limit_is_431_in_problem_json(server) -> None:
+    status, content_type, body = _get(server, "/healthz", {"X-Correlation-ID": "c" * 9000})
+    assert (status, content_type) == (431, "application/problem+json")
+    assert body["status"] == 431 and body["title"] == "Request Header Fields Too Large"

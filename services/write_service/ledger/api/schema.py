@@ -7,7 +7,7 @@ from typing import Any
 from drf_spectacular.utils import OpenApiParameter
 from rest_framework import serializers
 
-from cqrs_common.web.problems import PROBLEM_CONTENT_TYPE
+from cqrs_common.web.problem_body import PROBLEM_CONTENT_TYPE
 
 
 class ProblemSerializer(serializers.Serializer):
