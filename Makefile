@@ -42,6 +42,13 @@ endif
 # every process refuses to start (cqrs_common/development_secrets.py). Set it to false to see the refusal.
 export ALLOW_DEVELOPMENT_SECRETS ?= true
 
+# The virtualenv's editable install points at the checkout that made it. Every process a target starts (the
+# services, the tiers' subprocesses, the benchmark's producers) runs this checkout's code instead, so two
+# checkouts can share one virtualenv and still test their own changes.
+ifeq ($(findstring $(CURDIR)/services:$(CURDIR),$(PYTHONPATH)),)
+export PYTHONPATH := $(CURDIR)/services:$(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
+endif
+
 .PHONY: help venv infra migrate migrate-test run up down logs ps test test-unit test-integration test-e2e test-deploy test-compose test-chaos chaos-prerequisites test-bench bench experiment lint format clean
 
 help:
