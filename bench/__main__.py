@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import infra, plots, report
+from bench import cpu, infra, plots, report
 from bench.http_load import open_accounts, wrk_available
 from bench.infra import Databases
 from bench.progress import Progress
@@ -27,6 +27,7 @@ from bench.settings import MODES, Mode
 from bench.system import BenchSystem
 from devkit.private_rabbitmq import PrivateRabbitMQ
 from devkit.processes import DEVELOPMENT_SECRETS_ALLOWED, REPO
+from devkit.replication import subscription_name
 
 SETUP_SECONDS = 25.0
 
@@ -83,7 +84,13 @@ def _run(
     ]
     results: dict[str, list[ScenarioResult]] = {name: [] for name in selected}
     node = PrivateRabbitMQ() if "outage" in selected else None
-    with Progress([("set-up", SETUP_SECONDS), *steps]) as progress, ThreadPoolExecutor(max_workers=1) as boot:
+    # A run of its own (not inside the tests' environment) has the machine's idle subscriptions paused.
+    quiet = contextlib.nullcontext([]) if use_environment else infra.other_subscriptions_paused(databases)
+    with (
+        Progress([("set-up", SETUP_SECONDS), *steps]) as progress,
+        ThreadPoolExecutor(max_workers=1) as boot,
+        quiet as paused,
+    ):
         system = BenchSystem(databases)
         readings: Readings | None = None
         broker = None
@@ -121,7 +128,12 @@ def _run(
                 for name in selected:
                     step = _step_name(name, run, mode)
                     with progress.step(step):
-                        result = SCENARIOS[name](context)
+                        meter = cpu.CpuMeter(_cpu_roles(context)).start()
+                        try:
+                            result = SCENARIOS[name](context)
+                        finally:
+                            shares = meter.stop()
+                        result.details["cpu_cores"] = shares
                     results[name].append(result)
                     progress.note(f"{step}: " + ", ".join(f"{k} {v}" for k, v in result.metrics.items()))
             loads = {step: progress.load(step) for step, _ in [("set-up", 0), *steps]}
@@ -129,6 +141,7 @@ def _run(
                 "commit": report.git_commit(),
                 **readings.server_versions(),
                 "replication_streaming_at_start": replication_problem is None,
+                "subscriptions_paused": paused,
                 "postgresql_round_trip_ms": round_trip_ms,
             }
         finally:
@@ -141,6 +154,23 @@ def _run(
                         broker.result()
                 node.destroy()
     return results, loads, environment
+
+
+def _cpu_roles(context: Context) -> cpu.Roles:
+    readings = context.readings
+    own_subscription = subscription_name(context.databases.read_database_url)
+    walsender, apply_worker = readings.replication_pids(own_subscription)
+    postmasters = {side: readings.postmaster(side) for side in ("write", "read")}
+    return cpu.Roles(
+        system=lambda: {
+            name: process.process.pid
+            for name, process in list(context.system.processes.items())
+            if process.process is not None
+        },
+        postmasters={f"{side}-db": pid for side, pid in postmasters.items() if pid is not None},
+        walsender=walsender,
+        apply_worker=apply_worker,
+    )
 
 
 def _exit_on_signal(signum: int, _frame: object) -> None:

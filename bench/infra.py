@@ -8,8 +8,10 @@ takes the URLs from the environment instead (as the end-to-end tier does) and pr
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -18,7 +20,7 @@ import psycopg2
 
 from cqrs_common.messaging import DEAD_LETTER_QUEUE, PROJECTOR_QUEUE, Consumer
 from devkit.processes import PYTHON, REPO
-from devkit.replication import replica_reset
+from devkit.replication import replica_reset, subscription_name, superuser_sql
 from devkit.system_processes import Backends
 
 WRITE_DB_PORT = int(os.environ.get("WRITE_DB_PORT", "5433"))
@@ -156,3 +158,28 @@ def _script(path: str, **env: str) -> None:
 
 def _database_name(url: str) -> str:
     return urlsplit(url).path.lstrip("/")
+
+
+@contextlib.contextmanager
+def other_subscriptions_paused(databases: Databases) -> Iterator[list[str]]:
+    """Disables, for the run, every other enabled subscription of the read cluster (`make run`'s, the tests'),
+    and enables them again after. Each keeps its slot on the write cluster, so it resumes where it was; while
+    enabled, its walsender decodes all of the write cluster's WAL, the run's load included, for a read model
+    nobody is looking at. Yields the subscriptions it paused ("database.subscription")."""
+    own = subscription_name(databases.read_database_url)
+    listed = superuser_sql(
+        databases.read_port,
+        "postgres",
+        "SELECT d.datname || ' ' || s.subname FROM pg_subscription s"
+        " JOIN pg_database d ON d.oid = s.subdbid WHERE s.subenabled ORDER BY 1",
+    )
+    others = [line.split(" ", 1) for line in listed.splitlines() if line and not line.endswith(f" {own}")]
+    paused = []
+    try:
+        for database, subscription in others:
+            superuser_sql(databases.read_port, database, f'ALTER SUBSCRIPTION "{subscription}" DISABLE')
+            paused.append((database, subscription))
+        yield [f"{database}.{subscription}" for database, subscription in paused]
+    finally:
+        for database, subscription in paused:
+            superuser_sql(databases.read_port, database, f'ALTER SUBSCRIPTION "{subscription}" ENABLE')

@@ -7,6 +7,7 @@ from __future__ import annotations
 import statistics
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import psycopg2
 
@@ -117,6 +118,25 @@ class Readings:
                 times.append(time.perf_counter() - began)
         return round(statistics.median(times) * 1000, 3)
 
+    def postmaster(self, side: str) -> int | None:
+        """The cluster's postmaster (the parent of this connection's backend), for the CPU meter."""
+        connection = self._write if side == "write" else self._read
+        return _parent_of(self._one(connection, "SELECT pg_backend_pid()"))
+
+    def replication_pids(self, subscription: str) -> tuple[int | None, int | None]:
+        """The run's own subscription's walsender (write cluster) and apply worker (read cluster)."""
+        walsender = self._one(
+            self._write,
+            "SELECT max(pid) FROM pg_stat_replication WHERE application_name = %s",
+            [subscription],
+        )
+        apply_worker = self._one(
+            self._read,
+            "SELECT max(pid) FROM pg_stat_subscription WHERE subname = %s AND relid IS NULL",
+            [subscription],
+        )
+        return walsender, apply_worker
+
     def dead_lettered(self) -> int:
         return self._one(self._read, "SELECT count(*) FROM dead_letters")
 
@@ -129,7 +149,16 @@ class Readings:
     def _one(connection, sql: str, params: list | None = None):
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
-            return cursor.fetchone()[0]
+            row = cursor.fetchone()
+            return row[0] if row else None
+
+
+def _parent_of(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:  # a server on another host: its processes are not ours to count
+        return None
+    return int(stat[stat.rindex(")") + 2 :].split()[1])
 
 
 def _float(value) -> float | None:

@@ -12,7 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bench import stages
+from bench import cpu, stages
 from bench.scenarios.common import ScenarioResult
 from bench.settings import TARGETS, Mode
 from bench.stats import median_and_spread
@@ -138,7 +138,14 @@ def markdown(summary: dict[str, Any]) -> str:
                 else " |"
             )
         lines.append(row)
-    lines += ["", _settings_line(summary), *_path_lines(summary), *_stage_lines(summary), ""]
+    lines += [
+        "",
+        _settings_line(summary),
+        *_path_lines(summary),
+        *_stage_lines(summary),
+        *_cpu_lines(summary),
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -244,6 +251,49 @@ def _stage_lines(summary: dict[str, Any]) -> list[str]:
         " their buckets; the command from the paced client):",
         *lines,
     ]
+
+
+# Scenarios in which the broker is up the whole time: what the replication path costs when nothing needs it.
+HEALTHY_BROKER_SCENARIOS = ("sustained", "steady")
+
+
+def _cpu_lines(summary: dict[str, Any]) -> list[str]:
+    """Each scenario's CPU by process group (medians over the runs, in cores), and what the replication
+    fallback's own processes cost while the broker is healthy."""
+    lines, fallback = [], []
+    for name, runs in summary["scenarios"].items():
+        shares = _median_shares([run.get("cpu_cores") or {} for run in runs])
+        if not shares:
+            continue
+        ranked = sorted(shares.items(), key=lambda item: -item[1])
+        listed = ", ".join(f"{group} {value:.2f}" for group, value in ranked if value >= 0.01)
+        lines.append(f"- {name}: {listed} (all {sum(shares.values()):.2f})")
+        if name in HEALTHY_BROKER_SCENARIOS:
+            sender, applier = (shares.get(group, 0.0) for group in cpu.FALLBACK_GROUPS)
+            split = f"walsender {sender:.2f}, apply worker {applier:.2f}"
+            fallback.append(f"{name} {sender + applier:.2f} ({split})")
+    if not lines:
+        return []
+    paused = summary["environment"].get("subscriptions_paused") or []
+    result = [
+        "",
+        "CPU by process group during each scenario, in cores (1.00 = one core busy; bench/cpu.py):",
+        *lines,
+    ]
+    if fallback:
+        result += [
+            "",
+            "The replication fallback with the broker healthy, in cores: " + "; ".join(fallback) + "."
+            " The projector's reading of the replica is inside the projector's figure.",
+        ]
+    if paused:
+        result += ["", "Other subscriptions paused during the run: " + ", ".join(paused) + "."]
+    return result
+
+
+def _median_shares(runs: list[dict[str, float]]) -> dict[str, float]:
+    groups = {group for run in runs for group in run}
+    return {group: statistics.median(run.get(group, 0.0) for run in runs) for group in groups}
 
 
 def _medians(figures: list[dict[str, float | None] | None]) -> dict[str, float | None]:

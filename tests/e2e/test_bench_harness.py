@@ -121,3 +121,20 @@ def test_the_table_and_the_plots_are_written(results: Path) -> None:
     assert len(stamped) == 1 and stamped[0].read_text() == (results / "latest.json").read_text()
     for name in ("latest-lag.png", "latest-lag-histogram.png", "latest-throughput.png"):
         assert (results / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+
+
+def test_each_scenario_says_where_the_cpu_went(results: Path) -> None:
+    summary = json.loads((results / "latest.json").read_text())
+    for name, runs in summary["scenarios"].items():
+        shares = runs[0]["cpu_cores"]
+        # The pipeline worked in every scenario, and so did the run's own replication pair's walsender, which
+        # decodes every commit of the write database whether the broker carries the events or not.
+        assert shares.get("relay", 0) > 0 and shares.get("projector", 0) > 0, (name, shares)
+        assert shares.get("write-db", 0) > 0 and shares.get("read-db", 0) > 0, (name, shares)
+        assert shares.get("replication: walsender", 0) > 0, (name, shares)
+        assert all(0 <= share <= (os.cpu_count() or 1) for share in shares.values()), (name, shares)
+    table = (results / "latest.md").read_text()
+    assert "CPU by process group during each scenario" in table
+    assert "The replication fallback with the broker healthy, in cores: sustained" in table
+    # Inside the tests' environment the machine's other subscriptions are left as they are.
+    assert summary["environment"]["subscriptions_paused"] == []
