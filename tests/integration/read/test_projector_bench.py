@@ -52,13 +52,13 @@ def test_latency_at_200_events_per_second(projector_process, publish) -> None:
     rate, seconds = 200, 10
     accounts = [AccountHistory() for _ in range(50)]
     publish(*(a.opened() for a in accounts))
-    eventually(lambda: AppliedEvent.objects.count() == len(accounts), timeout=30)
+    eventually(lambda: AppliedEvent.objects.count() == len(accounts), timeout=120)
 
     started = time.monotonic()
     for n in range(rate * seconds):
         time.sleep(max(0.0, started + n / rate - time.monotonic()))
         publish(_with_now(accounts[n % len(accounts)].deposited("1.00")))
-    eventually(lambda: AppliedEvent.objects.count() == len(accounts) + rate * seconds, timeout=30)
+    eventually(lambda: AppliedEvent.objects.count() == len(accounts) + rate * seconds, timeout=120)
 
     p50, p99, worst = _lag_percentiles("MoneyDeposited")
     print(f"\nprojector latency at {rate} ev/s for {seconds}s:", end=" ")

@@ -19,10 +19,19 @@ def _started(start: Callable[..., ServiceProcess], name: str, **env: str) -> tup
     return start(name, RELAY_METRICS_PORT=str(port), **env), f"http://127.0.0.1:{port}"
 
 
-def _answers(url: str, status: int, body_status: str) -> Callable[[], dict[str, Any] | None]:
+def _answers(
+    url: str, status: int, body_status: str, state: str | None = None
+) -> Callable[[], dict[str, Any] | None]:
+    """The probe's answer once it has `status` and `body_status` (and the relay loop's `state`, if given:
+    a relay that is still starting is unready too, with state `starting`)."""
+
     def check() -> dict[str, Any] | None:
         code, body = probe(url)
-        return body if (code, body.get("status")) == (status, body_status) else None
+        if (code, body.get("status")) != (status, body_status):
+            return None
+        if state is not None and body.get("loops", {}).get("relay", {}).get("state") != state:
+            return None
+        return body
 
     return check
 
@@ -58,8 +67,11 @@ def test_a_relay_that_cannot_reach_the_broker_is_unready_but_live(
     relay, url = _started(relay_processes, "relay-no-broker", RABBITMQ_URL=nowhere)
     relay.wait_for_log("relay_leadership_acquired")
     outbox.append(3)
-    unready = eventually(_answers(f"{url}/readyz", 503, "unavailable"), timeout=20, what="the relay unready")
-    assert unready["loops"]["relay"]["state"] == "broker_unavailable"
+    eventually(
+        _answers(f"{url}/readyz", 503, "unavailable", state="broker_unavailable"),
+        timeout=20,
+        what="the relay unready for want of the broker",
+    )
     relay.wait_for_log("broker_connection_failed")
     assert probe(f"{url}/healthz")[0] == 200  # failing and retrying is not stuck
 
