@@ -38,6 +38,7 @@ RELAY_DATABASE_TIMEOUT_SECONDS = 20.0  # the relay's default: the cut-off relay 
 ALARM_SECONDS = 12.0
 BLOCKED_CONNECTION_TIMEOUT_SECONDS = 4  # shorter than the alarm: the relay's connection is closed under it
 DATABASE_DOWN_SECONDS = 5.0
+STOP_BOUND_SECONDS = 5.0  # a relay told to stop while blocked: its wait looks at the request 5 times a second
 
 
 def _relay(system: System, name: str, env: dict[str, str] | None = None) -> ServiceProcess:
@@ -122,6 +123,36 @@ def test_a_memory_alarm_blocks_the_relay_which_loses_nothing_and_resumes(
         scenario.note("outbox drained after the alarm cleared", _drained(system, cleared))
         time.sleep(STEADY_SECONDS)
     assert len(relay.logged("broker_blocked")) == 1  # one log line per episode, not one per reconnect
+    check_read_side(system, scenario, traffic)
+
+
+def test_a_relay_blocked_by_a_memory_alarm_stops_at_once_when_told(
+    chaos_system: System, accounts: list[UUID], private_broker: PrivateRabbitMQ
+) -> None:
+    """SIGTERM while a batch waits for confirms that a blocked broker holds back: the relay stops within
+    STOP_BOUND_SECONDS, not after its confirm timeout (30 s), and the unconfirmed batch is published by the
+    relay that follows."""
+    system, scenario = chaos_system, Scenario("SIGTERM to a relay blocked by an alarm", chaos_system)
+    relay = _relay(system, "relay-blocked-stop", {"RABBITMQ_URL": private_broker.url})
+    _replace_relay(system, relay)
+    relay.wait_for_log("relay_leadership_acquired", timeout=30)
+    with Traffic(system, accounts) as traffic:
+        time.sleep(STEADY_SECONDS)
+        private_broker.set_memory_high_watermark(0)
+        try:
+            relay.wait_for_log("broker_blocked", timeout=10)
+            eventually(lambda: system.unpublished() > 0, timeout=10, what="a batch held back by the alarm")
+            told = time.monotonic()
+            assert relay.terminate(timeout=STOP_BOUND_SECONDS * 4) == 0, relay.output()
+            stopped_in = time.monotonic() - told
+            scenario.note("relay stopped after SIGTERM in", stopped_in)
+            assert stopped_in < STOP_BOUND_SECONDS
+        finally:
+            private_broker.set_memory_high_watermark(0.4)
+        follower = _relay(system, "relay-after-blocked-stop", {"RABBITMQ_URL": private_broker.url})
+        system.processes["relay"] = system.processes.pop(follower.name)
+        follower.wait_for_log("relay_leadership_acquired", timeout=30)
+        time.sleep(STEADY_SECONDS)
     check_read_side(system, scenario, traffic)
 
 

@@ -25,6 +25,9 @@ from cqrs_common.messaging.connection import (
 from cqrs_common.messaging.message import message_properties
 from cqrs_common.messaging.topology import EVENTS_EXCHANGE
 
+# How often a long wait asks whether its caller wants to stop.
+INTERRUPT_CHECK_SECONDS = 0.2
+
 
 class Publisher:
     """Publishes batches of events with publisher confirms; `publish` returns once RabbitMQ has them all.
@@ -41,15 +44,22 @@ class Publisher:
         connection_name: str,
         confirm_timeout: float = 30.0,
         on_blocked: Callable[[str | None], None] | None = None,
+        interrupted: Callable[[], bool] | None = None,
     ) -> None:
         """`on_blocked` hears RabbitMQ's flow control: called with the broker's reason when it blocks this
         connection's publishing (a memory or disk alarm), with None when it lets it go on. Blocked longer than
-        the blocked-connection timeout, the connection is closed (a `BrokerUnavailable`)."""
+        the blocked-connection timeout, the connection is closed (a `BrokerUnavailable`).
+
+        `interrupted` is asked every INTERRUPT_CHECK_SECONDS while the publisher waits (to connect, for
+        confirms): once it answers true, the wait ends with a `BrokerUnavailable`, so a process told to stop
+        (SIGTERM) does not sit out a blocked broker's confirm timeout. The batch in flight is then
+        unconfirmed, which its caller treats as unpublished (published again later; consumers deduplicate)."""
         # A cluster's nodes in turn: this publisher tries the node after the previous publisher's (pika's
         # SelectConnection takes one); a relay that lost its node reconnects with a new publisher to the next.
         self._parameters = connection_parameters(url, connection_name=connection_name)[0]
         self._confirm_timeout = confirm_timeout
         self._on_blocked = on_blocked
+        self._interrupted = interrupted
         self._connection: pika.SelectConnection | None = None
         self._channel: Any = None
         self._ready = False
@@ -181,16 +191,35 @@ class Publisher:
             loop.stop()
 
         timer = loop.call_later(max(timeout, 0.0), expire)
+        # A signal does not end pika's select (Python retries it after the handler), so a long wait looks at
+        # `interrupted` on a timer of its own; a single loop pass (sending) does not need one.
+        interrupted = False
+        check: object | None = None
+
+        def look() -> None:
+            nonlocal interrupted, check
+            if self._interrupted is not None and self._interrupted():
+                interrupted = True
+                loop.stop()
+            else:
+                check = loop.call_later(INTERRUPT_CHECK_SECONDS, look)
+
+        if self._interrupted is not None and timeout > INTERRUPT_CHECK_SECONDS:
+            check = loop.call_later(INTERRUPT_CHECK_SECONDS, look)
         self._waiting_for = done
         try:
-            while not (done() or self._failure or expired):
-                loop.start()  # returns when `_wake` or `expire` calls loop.stop()
+            while not (done() or self._failure or expired or interrupted):
+                loop.start()  # returns when `_wake`, `expire` or `look` calls loop.stop()
         finally:
             self._waiting_for = None
             loop.remove_timeout(timer)
+            if check is not None:
+                loop.remove_timeout(check)
         if self._failure is not None and not self._closing:
             raise self._failure
         if activity is not None and not done():
+            if interrupted:
+                raise BrokerUnavailable(f"stop requested while {activity}")
             raise PublishFailed(f"timed out after {timeout}s {activity}")
 
     def _wake(self) -> None:

@@ -229,6 +229,7 @@ class Relay:
                 self.settings.broker_url,
                 connection_name=self.settings.name,
                 on_blocked=self._on_broker_blocked,
+                interrupted=lambda: self.stopper.requested,
             )
             publisher.connect()
             self._publisher = publisher
