@@ -213,6 +213,43 @@ def _database() -> list[dict[str, Any]]:
     ]
 
 
+def _read_waits() -> list[dict[str, Any]]:
+    return [
+        row(
+            "Read-your-writes waits",
+            "Reads with min_version held until the read model reaches it (read-service; CONTRACT.md).",
+        ),
+        timeseries(
+            "Waits held",
+            "Reads waiting for the projection to reach their min_version, summed over workers. Each holds a "
+            "thread; at READ_WAIT_MAX_CONCURRENT per worker further waits are refused. A rise with the "
+            "pipeline's lag is expected; a rise without it points at clients asking for versions never "
+            "written.",
+            [
+                target(
+                    'sum by (job) (cqrs_read_waits_in_flight{job=~"$job", pod=~"$pod"})',
+                    "{{job}}",
+                )
+            ],
+            "short",
+            width=12,
+        ),
+        timeseries(
+            "Waits refused",
+            "Waits answered 503 at once because the worker already held its maximum: clients should retry "
+            "with backoff. Sustained refusals mean too few workers or replicas for the waits asked.",
+            [
+                target(
+                    f'sum by (job) (rate(cqrs_read_waits_refused_total{{job=~"$job", pod=~"$pod"}}{RATE}))',
+                    "{{job}}",
+                )
+            ],
+            "reqps",
+            width=12,
+        ),
+    ]
+
+
 def api() -> dict[str, Any]:
     return dashboard(
         "cqrs-api",
@@ -224,6 +261,6 @@ def api() -> dict[str, Any]:
             pod_variable('label_values(up{job=~"$job"}, pod)'),
             query_variable("view", "Endpoint", f'label_values({REQUESTS}{{job=~"$job", pod=~"$pod"}}, view)'),
         ],
-        [*_summary(), *_red(), *_database()],
+        [*_summary(), *_red(), *_read_waits(), *_database()],
         [link_to("cqrs-pipeline", "CQRS pipeline")],
     )

@@ -336,11 +336,13 @@ def _infrastructure() -> list[dict[str, Any]]:
         timeseries(
             "RabbitMQ resource alarms",
             "1 while a memory, disk or file-descriptor alarm is raised: RabbitMQ then blocks publishers, so "
-            "the outbox backlog grows.",
+            "the outbox backlog grows. 'relay blocked' is the relay's own view (connection.blocked): 1 while "
+            "its publishing is held back; 2 minutes of it fire RelayBlockedByBroker.",
             [
                 target("max(rabbitmq_alarms_memory_used_watermark)", "memory"),
                 target("max(rabbitmq_alarms_free_disk_space_watermark)", "disk", ref="B"),
                 target("max(rabbitmq_alarms_file_descriptor_limit)", "file descriptors", ref="C"),
+                target(f"max(cqrs_broker_blocked{{{POD}}})", "relay blocked", ref="D"),
             ],
             "none",
             steps((1, "red")),
