@@ -162,8 +162,9 @@ def _database_name(url: str) -> str:
 
 @contextlib.contextmanager
 def other_subscriptions_paused(databases: Databases) -> Iterator[list[str]]:
-    """Disables, for the run, every other enabled subscription of the read cluster (`make run`'s, the tests'),
-    and enables them again after. Each keeps its slot on the write cluster, so it resumes where it was; while
+    """Disables, for the run, every other enabled subscription of the read cluster that nothing uses (no
+    client connected to its database: not `make run`'s while it runs, not the tests' while they run), and
+    enables them again after. Each keeps its slot on the write cluster, so it resumes where it was; while
     enabled, its walsender decodes all of the write cluster's WAL, the run's load included, for a read model
     nobody is looking at. Yields the subscriptions it paused ("database.subscription")."""
     own = subscription_name(databases.read_database_url)
@@ -171,7 +172,9 @@ def other_subscriptions_paused(databases: Databases) -> Iterator[list[str]]:
         databases.read_port,
         "postgres",
         "SELECT d.datname || ' ' || s.subname FROM pg_subscription s"
-        " JOIN pg_database d ON d.oid = s.subdbid WHERE s.subenabled ORDER BY 1",
+        " JOIN pg_database d ON d.oid = s.subdbid WHERE s.subenabled AND NOT EXISTS ("
+        "  SELECT FROM pg_stat_activity a WHERE a.datid = s.subdbid AND a.backend_type = 'client backend'"
+        ") ORDER BY 1",
     )
     others = [line.split(" ", 1) for line in listed.splitlines() if line and not line.endswith(f" {own}")]
     paused = []
