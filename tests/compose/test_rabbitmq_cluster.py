@@ -123,6 +123,24 @@ def test_the_three_nodes_form_one_cluster_and_the_queue_lives_on_each(cluster: C
     assert sorted(members.values()).count("leader") == 1, members
 
 
+def test_prometheus_scrapes_every_node_of_the_cluster(cluster: ComposeSystem, http: requests.Session) -> None:
+    """Compose's Prometheus finds the nodes by name (prometheus.compose.yml): the two the profile adds join
+    the first in both RabbitMQ jobs, each up."""
+    expected = {f"{node}:15692" for node in NODES}
+
+    def scraped() -> dict[str, set[str]] | None:
+        answer = http.get(f"{cluster.prometheus}/api/v1/targets", params={"state": "active"}, timeout=10)
+        assert answer.status_code == 200, answer.text
+        up: dict[str, set[str]] = {"rabbitmq": set(), "rabbitmq-queues": set()}
+        for target in answer.json()["data"]["activeTargets"]:
+            job = target["labels"]["job"]
+            if job in up and target["health"] == "up":
+                up[job].add(target["labels"]["instance"])
+        return up if all(instances == expected for instances in up.values()) else None
+
+    eventually(scraped, timeout=120, interval=2, what=f"Prometheus scraping {sorted(expected)}")
+
+
 def test_losing_the_queue_leaders_node_under_load_loses_and_doubles_nothing(
     cluster: ComposeSystem, http: requests.Session
 ) -> None:

@@ -85,8 +85,19 @@ def test_every_packaging_scrapes_the_same_jobs_on_the_contract_ports():
     }
     for job, port in ports.items():
         assert native[job]["static_configs"][0]["targets"] == [f"127.0.0.1:{port}"]
-        assert compose[job]["static_configs"][0]["targets"] == [f"{job}:{port}"]
+        if job != "rabbitmq":
+            assert compose[job]["static_configs"][0]["targets"] == [f"{job}:{port}"]
+    # Compose finds the RabbitMQ nodes by name: the first always, the cluster profile's two more if running.
+    for job in ("rabbitmq", "rabbitmq-queues"):
+        (nodes,) = compose[job]["dns_sd_configs"]
+        assert (nodes["names"], nodes["type"], nodes["port"]) == (
+            ["rabbitmq", "rabbitmq-2", "rabbitmq-3"],
+            "A",
+            15692,
+        )
+        assert compose[job]["relabel_configs"] == [
+            {"source_labels": ["__meta_dns_name"], "target_label": "instance", "replacement": "${1}:15692"}
+        ]
     for config in (native, compose, kubernetes):
         assert config["rabbitmq-queues"]["metrics_path"] == "/metrics/detailed"
-    for config in (native, compose):
-        assert config["rabbitmq-queues"]["static_configs"] == config["rabbitmq"]["static_configs"]
+    assert native["rabbitmq-queues"]["static_configs"] == native["rabbitmq"]["static_configs"]
