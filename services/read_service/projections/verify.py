@@ -28,6 +28,7 @@ from uuid import UUID
 
 from django.db import connection, transaction
 
+from cqrs_common.upcasting import data_sql
 from read_service.projections.event_log.connect import read_only_cursor
 from read_service.projections.event_log.rows import EVENT_STORE_TABLE, REPLICA_TABLE
 
@@ -44,15 +45,18 @@ _DIGEST = """md5(string_agg(concat_ws('|', version, kind, amount, balance_after,
                                      coalesce(counterparty::text, ''), coalesce(transfer_id::text, '')),
                            ';' ORDER BY version))"""
 # The money movements of the log up to each account's applied version, as statement lines. `applied` is a CTE
-# of (aggregate_id, version); `{events}` the log's table.
+# of (aggregate_id, version); `{events}` the log's table. Each row's data is read at its type's current
+# schema version, by the readers' one upcasting chain in its SQL form (`upcasting.data_sql`). Versions the
+# readers refuse are never applied, so they are never folded.
 _LINES = f"""
 folded AS (
     SELECT e.aggregate_id, e.aggregate_version AS version, e.event_type, e.occurred_at,
-           e.data ->> 'owner' AS owner, e.data ->> 'currency' AS currency, {_KIND} AS kind,
-           e.data ->> 'amount' AS amount,
-           lower(coalesce(e.data ->> 'to_account', e.data ->> 'from_account')) AS counterparty,
-           lower(e.data ->> 'transfer_id') AS transfer_id
+           u.data ->> 'owner' AS owner, u.data ->> 'currency' AS currency, {_KIND} AS kind,
+           u.data ->> 'amount' AS amount,
+           lower(coalesce(u.data ->> 'to_account', u.data ->> 'from_account')) AS counterparty,
+           lower(u.data ->> 'transfer_id') AS transfer_id
       FROM {{events}} e JOIN applied a ON a.aggregate_id = e.aggregate_id AND e.aggregate_version <= a.version
+     CROSS JOIN LATERAL (SELECT {data_sql("e")} AS data) u
 ),
 moves AS (
     SELECT aggregate_id, version, kind, amount::numeric(20, 2) AS amount, counterparty, transfer_id

@@ -52,6 +52,7 @@ class LoggedAccount(AccountHistory):
             position=next(_positions),
             occurred_at=event.occurred_at,
             data=event.data,
+            schema_version=event.schema_version,
             correlation_id=event.correlation_id,
         )
 
