@@ -19,6 +19,7 @@ EXPERIMENTS = (
     "scale",
     "network-cut",
     "late-subscriber",
+    "schema-evolution",
 )
 
 

@@ -56,7 +56,7 @@ def run(lab: Lab, report: Report, broker: Consumer, hold: float) -> int:
 
     event = _stored_event(lab, account_id, version)
     good = json.loads(to_wire(event))
-    bad = {**good, "data": {"amout": good["data"]["amount"]}}
+    bad = {**good, "data": _renamed(good["data"], "amount", "amout")}
     correlation_id = f"lab-poison-{str(event.event_id)[:8]}"
     broker.republish(_message(bad, event, correlation_id))
     published_at = time.monotonic()
@@ -172,14 +172,29 @@ def run(lab: Lab, report: Report, broker: Consumer, hold: float) -> int:
     return 0 if arrived and fixed and consistent else 1
 
 
+def _renamed(data: dict[str, Any], old: str, new: str) -> dict[str, Any]:
+    """`data` with its field `old` called `new`, the others as they were."""
+    return {new if name == old else name: value for name, value in data.items()}
+
+
 def _stored_event(lab: Lab, account_id: UUID, version: int) -> EventEnvelope:
     """The event as the write side stored it (and the relay published it)."""
     (row,) = lab.write_rows(
-        "SELECT event_id, event_type, aggregate_id, aggregate_version, position, occurred_at, data,"
-        " correlation_id FROM events WHERE aggregate_id = %s AND aggregate_version = %s",
+        "SELECT event_id, event_type, schema_version, aggregate_id, aggregate_version, position, occurred_at,"
+        " data, correlation_id FROM events WHERE aggregate_id = %s AND aggregate_version = %s",
         [str(account_id), version],
     )
-    event_id, event_type, aggregate_id, aggregate_version, position, occurred_at, data, correlation = row
+    (
+        event_id,
+        event_type,
+        schema_version,
+        aggregate_id,
+        aggregate_version,
+        position,
+        occurred_at,
+        data,
+        correlation,
+    ) = row
     return EventEnvelope(
         event_id=UUID(str(event_id)),
         type=event_type,
@@ -188,6 +203,7 @@ def _stored_event(lab: Lab, account_id: UUID, version: int) -> EventEnvelope:
         position=position,
         occurred_at=occurred_at,
         data=data,
+        schema_version=schema_version,
         correlation_id=correlation,
     )
 
@@ -209,7 +225,7 @@ def _fix_in_dead_letter_queue(broker: Consumer, message_id: str) -> bool:
             others.append(delivery)
             continue
         body = json.loads(delivery.body)
-        body["data"] = {"amount": body["data"].pop("amout")}
+        body["data"] = _renamed(body["data"], "amout", "amount")
         broker.republish(
             replace(delivery, body=json.dumps(body, separators=(",", ":"), sort_keys=True).encode()),
             exchange=DEAD_LETTER_EXCHANGE,

@@ -4,6 +4,9 @@
 serialisation, so the relay and the projector can never disagree on the format. `from_wire` raises
 `InvalidEvent` with a reason that becomes the dead-letter metric's label.
 
+Every reader's way to an event ends in `from_dict`, which also upcasts an event stored with an older schema
+version to its type's current one (`upcasting.py`): whoever reads, and from wherever, sees one shape.
+
 `from_wire` takes untrusted bytes: whatever it returns can be stored by the read side as it is (jsonb, an
 integer version, a bigint position, text without NUL) and written back by `to_wire`, and whatever it refuses
 is refused with `InvalidEvent`, never with another exception. The bounds below are the read side's columns'.
@@ -20,19 +23,25 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
+from cqrs_common.upcasting import UnsupportedSchemaVersion, current_version, upcast
+
 AGGREGATE_TYPE = "account"
 ROUTING_KEY_PREFIX = "account."
 
-# Required data fields per event type and the schema versions the read side understands.
+# Data fields per event type at its current schema version (older versions are upcast before they are
+# checked), and the schema versions the read side understands: 1 up to the current one.
 DATA_FIELDS: dict[str, frozenset[str]] = {
     "AccountOpened": frozenset({"owner", "currency"}),
-    "MoneyDeposited": frozenset({"amount"}),
+    "MoneyDeposited": frozenset({"amount", "reference"}),
     "MoneyWithdrawn": frozenset({"amount"}),
     "TransferDebited": frozenset({"transfer_id", "to_account", "amount"}),
     "TransferCredited": frozenset({"transfer_id", "from_account", "amount"}),
     "AccountClosed": frozenset(),
 }
-SUPPORTED_SCHEMA_VERSIONS: dict[str, frozenset[int]] = {name: frozenset({1}) for name in DATA_FIELDS}
+SCHEMA_VERSIONS: dict[str, int] = {name: current_version(name) for name in DATA_FIELDS}
+SUPPORTED_SCHEMA_VERSIONS: dict[str, frozenset[int]] = {
+    name: frozenset(range(1, current + 1)) for name, current in SCHEMA_VERSIONS.items()
+}
 EVENT_TYPES = frozenset(DATA_FIELDS)
 
 # A body larger than this is refused before it is parsed: an event is well under 1 KiB, and the REST API
@@ -193,6 +202,10 @@ def from_dict(raw: dict[str, Any]) -> EventEnvelope:
     data = raw.get("data")
     if not isinstance(data, dict):
         raise InvalidEvent("invalid_envelope", "data is not an object")
+    try:
+        data = upcast(event_type, schema_version, data)
+    except UnsupportedSchemaVersion as exc:  # refused above already; the chain says so again
+        raise InvalidEvent("unsupported_schema_version", str(exc)) from exc
     missing = DATA_FIELDS[event_type] - data.keys()
     if missing:
         raise InvalidEvent("invalid_envelope", f"{event_type} data lacks {sorted(missing)}")
@@ -209,7 +222,7 @@ def from_dict(raw: dict[str, Any]) -> EventEnvelope:
         return EventEnvelope(
             event_id=_uuid(raw["event_id"], "event_id"),
             type=event_type,
-            schema_version=schema_version,
+            schema_version=SCHEMA_VERSIONS[event_type],
             aggregate_type=AGGREGATE_TYPE,
             aggregate_id=_uuid(raw["aggregate_id"], "aggregate_id"),
             aggregate_version=version,

@@ -64,7 +64,13 @@ def test_routing_key_is_account_dot_type() -> None:
         (b"\xff\xfe", "malformed_json"),
         (b"[1, 2]", "invalid_envelope"),
         (json.dumps(_deposit(type="MoneyPrinted")).encode(), "unknown_type"),
-        (json.dumps(_deposit(schema_version=2)).encode(), "unsupported_schema_version"),
+        (json.dumps(_deposit(schema_version=3)).encode(), "unsupported_schema_version"),
+        (json.dumps(_deposit(schema_version=0)).encode(), "unsupported_schema_version"),
+        (
+            json.dumps(_deposit(type="AccountClosed", schema_version=2, data={})).encode(),
+            "unsupported_schema_version",
+        ),
+        (json.dumps(_deposit(schema_version=2)).encode(), "invalid_envelope"),  # version 2 has a reference
         (json.dumps(_deposit(data={})).encode(), "invalid_envelope"),
         (json.dumps(_deposit(aggregate_version=0)).encode(), "invalid_envelope"),
         (json.dumps(_deposit(aggregate_id="nope")).encode(), "invalid_envelope"),

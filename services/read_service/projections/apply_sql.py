@@ -42,8 +42,9 @@ MOVE_MONEY_CTES = """
     moves AS (
         SELECT * FROM unnest(%(account_ids)s::uuid[], %(versions)s::int[], %(kinds)s::text[],
                              %(amounts)s::numeric[], %(deltas)s::numeric[], %(counterparties)s::uuid[],
-                             %(transfer_ids)s::uuid[], %(at)s::timestamptz[])
-               AS m(account_id, version, kind, amount, delta, counterparty, transfer_id, occurred_at)
+                             %(transfer_ids)s::uuid[], %(references)s::text[], %(at)s::timestamptz[])
+               AS m(account_id, version, kind, amount, delta, counterparty, transfer_id, reference,
+                    occurred_at)
     ), per_account AS (
         SELECT DISTINCT ON (account_id) account_id, version, occurred_at,
                sum(delta) OVER (PARTITION BY account_id) AS delta
@@ -55,10 +56,11 @@ MOVE_MONEY_CTES = """
         RETURNING v.account_id, v.currency, v.balance - p.delta AS balance_before, p.delta
     ), line AS (
         INSERT INTO statement_lines
-               (account_id, version, kind, amount, balance_after, counterparty, transfer_id, occurred_at)
+               (account_id, version, kind, amount, balance_after, counterparty, transfer_id, reference,
+                occurred_at)
         SELECT m.account_id, m.version, m.kind, m.amount,
                a.balance_before + sum(m.delta) OVER (PARTITION BY m.account_id ORDER BY m.version),
-               m.counterparty, m.transfer_id, m.occurred_at
+               m.counterparty, m.transfer_id, m.reference, m.occurred_at
           FROM moves m JOIN account a ON a.account_id = m.account_id
     ), total AS (
         UPDATE currency_totals t SET total_balance = t.total_balance + c.delta

@@ -27,6 +27,7 @@ from read_service.projections import apply_sql as sql
 Handler = Callable[[Any, EventEnvelope], None]
 
 _CENT = Decimal("0.01")
+REFERENCE_MAX_LENGTH = 140  # the write side's bound (CONTRACT.md, the deposit's body)
 
 
 class ProjectionError(Exception):
@@ -83,10 +84,11 @@ class Movement:
     occurred_at: datetime
     counterparty: UUID | None = None
     transfer_id: UUID | None = None
+    reference: str | None = None  # a deposit's
 
 
 def deposit(event: EventEnvelope) -> Movement:
-    return _movement(event, "deposit", 1)
+    return _movement(event, "deposit", 1, reference=_reference(event.data["reference"]))
 
 
 def withdrawal(event: EventEnvelope) -> Movement:
@@ -109,6 +111,8 @@ def _movement(
     sign: int,
     counterparty: UUID | None = None,
     transfer_id: UUID | None = None,
+    *,
+    reference: str | None = None,
 ) -> Movement:
     amount = _amount(event.data["amount"])
     return Movement(
@@ -120,6 +124,7 @@ def _movement(
         event.occurred_at,
         counterparty,
         transfer_id,
+        reference,
     )
 
 
@@ -142,6 +147,7 @@ def move_money_params(movements: Sequence[Movement]) -> dict[str, Any]:
         "deltas": [m.delta for m in movements],
         "counterparties": [None if m.counterparty is None else str(m.counterparty) for m in movements],
         "transfer_ids": [None if m.transfer_id is None else str(m.transfer_id) for m in movements],
+        "references": [m.reference for m in movements],
         "at": [m.occurred_at for m in movements],
     }
 
@@ -166,6 +172,15 @@ def _amount(raw: Any) -> Decimal:
     if not valid:
         raise ProjectionError(f"amount {raw!r} is not a positive amount with at most 2 decimals")
     return amount
+
+
+def _reference(raw: Any) -> str | None:
+    """None or 1..140 characters, as the write side takes them (`from_dict` made sure it is storable)."""
+    if raw is None or (isinstance(raw, str) and 1 <= len(raw) <= REFERENCE_MAX_LENGTH):
+        return raw
+    raise ProjectionError(
+        f"reference {raw!r:.100} is neither null nor 1 to {REFERENCE_MAX_LENGTH} characters"
+    )
 
 
 def _uuid(raw: Any) -> UUID:

@@ -58,6 +58,9 @@ class StatementLine(models.Model):
     counterparty = models.UUIDField(null=True)
     transfer_id = models.UUIDField(null=True)
     occurred_at = models.DateTimeField()
+    # The depositor's reference of a deposit (MoneyDeposited version 2); null for the others, and for a
+    # deposit stored as version 1, which reads as version 2 without one.
+    reference = models.TextField(null=True)
 
     class Meta:
         db_table = "statement_lines"

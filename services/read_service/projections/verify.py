@@ -5,7 +5,7 @@ yardstick they are measured against). It covers, per account, what the projectio
 
 - account view: owner, currency, balance, status, version, opened_at, updated_at;
 - statement: the number of lines and a digest of every line (version, kind, amount, balance_after,
-  counterparty, transfer id), so one wrong amount or balance_after anywhere is found;
+  counterparty, transfer id, reference), so one wrong amount or balance_after anywhere is found;
 - currency totals: the sums of the folded accounts per currency.
 
 Events still in flight are not drift. An account is folded only up to its applied version (the highest
@@ -28,6 +28,7 @@ from uuid import UUID
 
 from django.db import connection, transaction
 
+from cqrs_common.upcasting import data_sql
 from read_service.projections.event_log.connect import read_only_cursor
 from read_service.projections.event_log.rows import EVENT_STORE_TABLE, REPLICA_TABLE
 
@@ -39,23 +40,30 @@ from read_service.projections.event_log.rows import EVENT_STORE_TABLE, REPLICA_T
 _KIND = """CASE e.event_type WHEN 'MoneyDeposited' THEN 'deposit' WHEN 'MoneyWithdrawn' THEN 'withdrawal'
     WHEN 'TransferCredited' THEN 'transfer_in' WHEN 'TransferDebited' THEN 'transfer_out' END"""
 _SIGNED_AMOUNT = "CASE WHEN kind IN ('deposit', 'transfer_in') THEN amount ELSE -amount END"
-# A digest of an account's statement lines, over the same text of each line, expected and actual alike.
+# A digest of an account's statement lines, over the same text of each line, expected and actual alike
+# (`quote_nullable`: a reference that is null and one that is empty differ).
 _DIGEST = """md5(string_agg(concat_ws('|', version, kind, amount, balance_after,
-                                     coalesce(counterparty::text, ''), coalesce(transfer_id::text, '')),
+                                     coalesce(counterparty::text, ''), coalesce(transfer_id::text, ''),
+                                     quote_nullable(reference)),
                            ';' ORDER BY version))"""
 # The money movements of the log up to each account's applied version, as statement lines. `applied` is a CTE
-# of (aggregate_id, version); `{events}` the log's table.
+# of (aggregate_id, version); `{events}` the log's table. Each row's data is read at its type's current
+# schema version, by the readers' one upcasting chain in its SQL form (`upcasting.data_sql`): a deposit of
+# version 1 reads as version 2 with a null reference. Versions the readers refuse are never applied, so
+# they are never folded.
 _LINES = f"""
 folded AS (
     SELECT e.aggregate_id, e.aggregate_version AS version, e.event_type, e.occurred_at,
-           e.data ->> 'owner' AS owner, e.data ->> 'currency' AS currency, {_KIND} AS kind,
-           e.data ->> 'amount' AS amount,
-           lower(coalesce(e.data ->> 'to_account', e.data ->> 'from_account')) AS counterparty,
-           lower(e.data ->> 'transfer_id') AS transfer_id
+           u.data ->> 'owner' AS owner, u.data ->> 'currency' AS currency, {_KIND} AS kind,
+           u.data ->> 'amount' AS amount,
+           lower(coalesce(u.data ->> 'to_account', u.data ->> 'from_account')) AS counterparty,
+           lower(u.data ->> 'transfer_id') AS transfer_id,
+           CASE WHEN e.event_type = 'MoneyDeposited' THEN u.data ->> 'reference' END AS reference
       FROM {{events}} e JOIN applied a ON a.aggregate_id = e.aggregate_id AND e.aggregate_version <= a.version
+     CROSS JOIN LATERAL (SELECT {data_sql("e")} AS data) u
 ),
 moves AS (
-    SELECT aggregate_id, version, kind, amount::numeric(20, 2) AS amount, counterparty, transfer_id
+    SELECT aggregate_id, version, kind, amount::numeric(20, 2) AS amount, counterparty, transfer_id, reference
       FROM folded WHERE kind IS NOT NULL
 ),
 lines AS (
@@ -102,10 +110,10 @@ _TOTALS = "SELECT currency, total_balance, accounts, open_accounts FROM currency
 # Lines of one account, expected and actual, to say which line differs (only for accounts found drifting).
 _EXPECTED_LINES = f"""
 WITH applied AS (SELECT %(account)s::uuid AS aggregate_id, %(version)s::int AS version), {_LINES}
-SELECT version, kind, amount, balance_after FROM lines ORDER BY version
+SELECT version, kind, amount, balance_after, reference FROM lines ORDER BY version
 """
 _ACTUAL_LINES = """
-SELECT version, kind, amount, balance_after FROM statement_lines
+SELECT version, kind, amount, balance_after, reference FROM statement_lines
  WHERE account_id = %(account)s ORDER BY version
 """
 MAX_EXPLAINED = 50  # accounts whose differing statement line is looked up
@@ -294,8 +302,9 @@ def _explained(drift: AccountDrift, applied: dict, explain: Any, index: int) -> 
 
 
 def _line(line: tuple) -> str:
-    version, kind, amount, balance_after = line
-    return f"v{version} {kind} {amount} -> {balance_after}"
+    version, kind, amount, balance_after, reference = line
+    referenced = "" if reference is None else f" (reference {reference!r})"
+    return f"v{version} {kind} {amount}{referenced} -> {balance_after}"
 
 
 def _explainer(log_cursor: Any, events: str, models_cursor: Any = None) -> Any:

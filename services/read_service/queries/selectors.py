@@ -34,6 +34,7 @@ STATEMENT_FIELDS = (
     "balance_after",
     "counterparty",
     "transfer_id",
+    "reference",
     "occurred_at",
 )
 

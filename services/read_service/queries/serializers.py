@@ -29,6 +29,9 @@ class StatementLineOutput(serializers.Serializer):
     balance_after = serializers.DecimalField(max_digits=20, decimal_places=2)
     counterparty = serializers.UUIDField(allow_null=True, help_text="The other account of a transfer")
     transfer_id = serializers.UUIDField(allow_null=True)
+    reference = serializers.CharField(
+        allow_null=True, help_text="The depositor's reference of a deposit, as given; null when none"
+    )
     occurred_at = serializers.DateTimeField()
 
 

@@ -23,6 +23,7 @@ from uuid import UUID
 from django.db import connection, transaction
 
 from cqrs_common.events import EventEnvelope
+from cqrs_common.upcasting import data_sql
 from read_service.projections.event_log.rows import REPLICA_TABLE
 from read_service.reporting.models import HISTORY, LIVE_PATH
 
@@ -111,9 +112,9 @@ def _currencies(subscription: str, events: list[EventEnvelope]) -> dict[UUID, st
         found |= {_uuid(account): currency for account, currency in cursor.fetchall()}
         missing = [a for a in wanted if UUID(a) not in found]
         if missing:
-            cursor.execute(
-                f"SELECT aggregate_id, data->>'currency' FROM {REPLICA_TABLE}"
-                " WHERE event_type = %s AND aggregate_id = ANY(%s::uuid[])",
+            cursor.execute(  # the row's data read as every reader reads it (upcasting.py)
+                f"SELECT e.aggregate_id, {data_sql('e')} ->> 'currency' FROM {REPLICA_TABLE} e"
+                " WHERE e.event_type = %s AND e.aggregate_id = ANY(%s::uuid[])",
                 [OPENED, missing],
             )
             found |= {_uuid(account): currency for account, currency in cursor.fetchall()}

@@ -30,6 +30,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from cqrs_common.logging import get_logger
+from cqrs_common.upcasting import current_version, upcast
 from write_service.ledger import models
 from write_service.ledger.domain import (
     Account,
@@ -64,10 +65,19 @@ def account_open(
 
 
 def account_deposit(
-    *, account_id: UUID, amount: Decimal, expected_version: int | None, correlation_id: str
+    *,
+    account_id: UUID,
+    amount: Decimal,
+    reference: str | None = None,
+    expected_version: int | None,
+    correlation_id: str,
 ) -> Account:
     return _account_change(
-        "deposit", account_id, expected_version, correlation_id, lambda account: account.deposit(amount)
+        "deposit",
+        account_id,
+        expected_version,
+        correlation_id,
+        lambda account: account.deposit(amount, reference),
     )
 
 
@@ -157,7 +167,6 @@ def _handled(command: str, account: Account, correlation_id: str, **fields: str)
 
 # ------------------------------------------------------------------------------------------------ the rows
 
-SCHEMA_VERSION = 1
 _COLUMNS = "id, owner, currency, balance, status, version"
 _EVENT_COLUMNS = (
     "event_id, aggregate_type, aggregate_id, aggregate_version, event_type, schema_version, data,"
@@ -286,26 +295,38 @@ def _with_events(written: str, values: str) -> str:
     return (
         f"WITH written AS ({written} RETURNING id)"
         f" INSERT INTO events ({_EVENT_COLUMNS})"
-        " SELECT e.event_id, 'account', written.id, e.version, e.type, %s, e.data, %s, %s, %s"
-        f" FROM written, (VALUES {values}) AS e(event_id, version, type, data)"
+        " SELECT e.event_id, 'account', written.id, e.version, e.type, e.schema_version, e.data, %s, %s, %s"
+        f" FROM written, (VALUES {values}) AS e(event_id, version, type, schema_version, data)"
     )
 
 
 def _event_common(meta: EventMetadata) -> list[Any]:
-    return [SCHEMA_VERSION, meta.occurred_at, meta.correlation_id, meta.causation_id]
+    return [meta.occurred_at, meta.correlation_id, meta.causation_id]
 
 
 def _event_values(account: Account, events: Sequence[DomainEvent]) -> tuple[str, list[Any]]:
-    """VALUES rows (event_id, aggregate_version, type, data) numbering the events up to account.version."""
+    """VALUES rows (event_id, aggregate_version, type, schema_version, data) numbering the events up to
+    account.version. Each event is stored at its type's current schema version: the one every reader
+    upcasts older versions to (cqrs_common/upcasting.py), so what is written now reads as it is."""
     first_version = account.version - len(events) + 1
-    rows = ", ".join(["(%s::uuid, %s::integer, %s, %s::jsonb)"] * len(events))
+    rows = ", ".join(["(%s::uuid, %s::integer, %s, %s::smallint, %s::jsonb)"] * len(events))
     params: list[Any] = []
     for offset, event in enumerate(events):
-        params += [uuid.uuid4(), first_version + offset, event.type, json.dumps(event.data())]
+        params += [
+            uuid.uuid4(),
+            first_version + offset,
+            event.type,
+            current_version(event.type),
+            json.dumps(event.data()),
+        ]
     return rows, params
 
 
 def account_history(account_id: UUID) -> list[DomainEvent]:
-    """Every event of one account, oldest first (for folding, e.g. to verify the stored state)."""
+    """Every event of one account, oldest first (for folding, e.g. to verify the stored state), each upcast
+    from the schema version it was stored with, as every reader does."""
     stored = models.Event.objects.filter(aggregate_id=account_id).order_by("aggregate_version")
-    return [event_from_stored(event.event_type, event.data) for event in stored]
+    return [
+        event_from_stored(event.event_type, upcast(event.event_type, event.schema_version, event.data))
+        for event in stored
+    ]

@@ -22,7 +22,7 @@ import pytest
 from django.conf import settings as django_settings
 from django.core.management import call_command
 
-from cqrs_common.events import EventEnvelope
+from cqrs_common.events import SCHEMA_VERSIONS, EventEnvelope
 from cqrs_common.messaging import DEAD_LETTER_QUEUE, PROJECTOR_QUEUE, Consumer, Delivery, Publisher
 from devkit.processes import free_port
 from devkit.replication import replica_reset
@@ -58,6 +58,8 @@ def make_event(
     occurred_at: datetime | None = None,
     correlation_id: str | None = "test-correlation",
 ) -> EventEnvelope:
+    """An event as the write side emits it now: at its type's current schema version (what every reader
+    upcasts to, so it is what the apply step is given)."""
     return EventEnvelope(
         event_id=uuid.uuid4(),
         type=event_type,
@@ -66,6 +68,7 @@ def make_event(
         position=next(_positions),
         occurred_at=occurred_at or datetime.now(UTC),
         data=data or {},
+        schema_version=SCHEMA_VERSIONS.get(event_type, 1),
         correlation_id=correlation_id,
     )
 
@@ -88,8 +91,8 @@ class AccountHistory:
     def opened(self) -> EventEnvelope:
         return self.next("AccountOpened", owner=self.owner, currency=self.currency)
 
-    def deposited(self, amount: str) -> EventEnvelope:
-        return self.next("MoneyDeposited", amount=amount)
+    def deposited(self, amount: str, reference: str | None = None) -> EventEnvelope:
+        return self.next("MoneyDeposited", amount=amount, reference=reference)
 
     def withdrawn(self, amount: str) -> EventEnvelope:
         return self.next("MoneyWithdrawn", amount=amount)

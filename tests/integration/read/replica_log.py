@@ -11,6 +11,7 @@ Test modules import the fixture from here (`replica_log_fixture`, used as the fi
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import itertools
 import json
@@ -23,7 +24,7 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from cqrs_common.events import EventEnvelope, format_timestamp
+from cqrs_common.events import EventEnvelope, format_timestamp, from_wire, to_wire
 from read_service.projections.apply import BROKER, apply_events
 from tests.integration.read.conftest import AccountHistory, transfer
 
@@ -52,6 +53,7 @@ class LoggedAccount(AccountHistory):
             position=next(_positions),
             occurred_at=event.occurred_at,
             data=event.data,
+            schema_version=event.schema_version,
             correlation_id=event.correlation_id,
         )
 
@@ -98,6 +100,23 @@ class ReplicaLog:
         assert result.returncode == 0, result.stderr
 
 
+def read_models_snapshot() -> dict[str, list[tuple]]:
+    """Everything the rebuild replaces, and the bookkeeping it must leave consistent."""
+    queries = {
+        "accounts": "SELECT * FROM account_view ORDER BY account_id",
+        "lines": "SELECT * FROM statement_lines ORDER BY account_id, version",
+        "totals": "SELECT * FROM currency_totals ORDER BY currency",
+        "applied": "SELECT * FROM applied_events ORDER BY event_id",
+        "events_applied": "SELECT events_applied FROM projector_state",
+    }
+    with connection.cursor() as cursor:
+        result = {}
+        for name, sql in queries.items():
+            cursor.execute(sql)
+            result[name] = cursor.fetchall()
+    return result
+
+
 def read_models_clear() -> None:
     with connection.cursor() as cursor:
         cursor.execute(f"TRUNCATE {READ_MODEL_TABLES}")
@@ -115,8 +134,9 @@ def replica_log_fixture(transactional_db: None) -> Iterator[ReplicaLog]:
 
 
 def project(events: Iterable[EventEnvelope]) -> None:
-    """Applies events as the projector does (the broker path), in batches of 500."""
-    events = list(events)
+    """Applies events as the projector does (the broker path): each read from its message body (so an older
+    schema version is upcast, as `from_wire` does it), in batches of 500."""
+    events = [from_wire(to_wire(event)) for event in events]
     for start in range(0, len(events), 500):
         apply_events(events[start : start + 500], path=BROKER)
 
@@ -149,3 +169,28 @@ def ledger(accounts: int, moves: int, *, seed: int = 7, closed: int = 0) -> list
             events.append(account.withdrawn(str(balances[account.account_id])))
         events.append(account.closed())
     return events
+
+
+def as_version_1(event: EventEnvelope) -> EventEnvelope:
+    """A deposit as the previous release stored and published it: version 1, `{"amount"}` alone."""
+    assert event.type == "MoneyDeposited"
+    return dataclasses.replace(event, schema_version=1, data={"amount": event.data["amount"]})
+
+
+def as_version(event: EventEnvelope, schema_version: int) -> EventEnvelope:
+    return dataclasses.replace(event, schema_version=schema_version)
+
+
+def mixed(events: list[EventEnvelope], *, seed: int = 3) -> list[EventEnvelope]:
+    """The history an upgrade leaves behind: about half the deposits stored as version 1, the others as
+    version 2, some of those with a reference."""
+    rng = random.Random(seed)
+    history = []
+    for number, event in enumerate(events):
+        if event.type == "MoneyDeposited":
+            if rng.random() < 0.5:
+                event = as_version_1(event)
+            elif rng.random() < 0.7:
+                event = dataclasses.replace(event, data={**event.data, "reference": f"INV-{number:05d}"})
+        history.append(event)
+    return history

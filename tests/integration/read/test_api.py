@@ -114,7 +114,7 @@ def test_transactions_are_oldest_first_and_paginated(client: Client) -> None:
     alice, bob = AccountHistory("alice"), AccountHistory("bob")
     _projected(alice.opened(), bob.opened(), alice.deposited("100.00"), alice.withdrawn("0.01"))
     debit, credit = transfer(alice, bob, "50.00")
-    _projected(debit, credit, *(alice.deposited("1.00") for _ in range(3)))
+    _projected(debit, credit, alice.deposited("1.00", "INV-1"), *(alice.deposited("1.00") for _ in range(2)))
 
     first = client.get(f"/api/accounts/{alice.account_id}/transactions", {"page_size": 4}).json()
     second = client.get(f"/api/accounts/{alice.account_id}/transactions", {"page_size": 4, "page": 2}).json()
@@ -130,9 +130,11 @@ def test_transactions_are_oldest_first_and_paginated(client: Client) -> None:
         "balance_after": "100.00",
         "counterparty": None,
         "transfer_id": None,
+        "reference": None,
         "occurred_at": lines[0]["occurred_at"],
     }
     assert [line["kind"] for line in lines[:3]] == ["deposit", "withdrawal", "transfer_out"]
+    assert [line["reference"] for line in lines] == [None, None, None, "INV-1", None, None]
     assert [line["balance_after"] for line in lines] == [
         "100.00",
         "99.99",
@@ -151,6 +153,7 @@ def test_transactions_are_oldest_first_and_paginated(client: Client) -> None:
             "balance_after": "50.00",
             "counterparty": str(alice.account_id),
             "transfer_id": debit.data["transfer_id"],
+            "reference": None,
             "occurred_at": bobs["results"][0]["occurred_at"],
         }
     ]
@@ -227,6 +230,16 @@ def test_schema_documents_every_endpoint(client: Client) -> None:
     assert len(documented) == 7
     for path, item in schema["paths"].items():
         assert "200" in item["get"]["responses"], path
+
+
+def test_the_schema_documents_a_statement_lines_reference(client: Client) -> None:
+    response = client.get("/api/schema", HTTP_ACCEPT="application/vnd.oai.openapi+json")
+    line = json.loads(response.content)["components"]["schemas"]["StatementLineOutput"]
+    assert "reference" in line["required"]
+    assert (line["properties"]["reference"]["type"], line["properties"]["reference"]["nullable"]) == (
+        "string",
+        True,
+    )
 
 
 def test_health_readiness_and_metrics(client: Client) -> None:

@@ -85,7 +85,7 @@ def test_each_kind_of_poison_is_dead_lettered_and_the_next_event_still_applied(
             "malformed_json": b"{not json",
             "unknown_type": json.dumps({**wire, "type": "MoneyPrinted"}).encode(),
             "unsupported_schema_version": json.dumps({**wire, "schema_version": 99}).encode(),
-            "handler_failed": json.dumps({**wire, "data": {"amount": "not-money"}}).encode(),
+            "handler_failed": json.dumps({**wire, "data": {**wire["data"], "amount": "not-money"}}).encode(),
         }[reason], wire["event_id"]
 
     good, ids = [], {}

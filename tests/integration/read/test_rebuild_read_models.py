@@ -31,23 +31,7 @@ from tests.integration.read.replica_log import (  # noqa: F401
     read_models_clear,
     replica_log_fixture,
 )
-
-
-def _models() -> dict[str, list[tuple]]:
-    """Everything the rebuild replaces, and the bookkeeping it must leave consistent."""
-    queries = {
-        "accounts": "SELECT * FROM account_view ORDER BY account_id",
-        "lines": "SELECT * FROM statement_lines ORDER BY account_id, version",
-        "totals": "SELECT * FROM currency_totals ORDER BY currency",
-        "applied": "SELECT * FROM applied_events ORDER BY event_id",
-        "events_applied": "SELECT events_applied FROM projector_state",
-    }
-    with connection.cursor() as cursor:
-        result = {}
-        for name, sql in queries.items():
-            cursor.execute(sql)
-            result[name] = cursor.fetchall()
-    return result
+from tests.integration.read.replica_log import read_models_snapshot as _models
 
 
 def _schema() -> list[tuple]:

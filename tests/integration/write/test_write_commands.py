@@ -70,10 +70,43 @@ def test_deposit_answers_the_new_balance_and_appends_money_deposited(ledger, sto
     assert (event.event_type, event.aggregate_version, event.data, event.correlation_id) == (
         "MoneyDeposited",
         2,
-        {"amount": "12.50"},
+        {"amount": "12.50", "reference": None},
         "dep",
     )
+    assert event.schema_version == 2  # the type's current version: it carries a reference, null here
     assert models.Account.objects.get(pk=account_id).balance == Decimal("12.50")
+
+
+@pytest.mark.parametrize("reference", ["INV-2026-0042", " as given ", "x" * 140, "Überweisung 𝄞", None])
+def test_a_deposit_stores_its_reference_as_given(ledger, stored_events, reference: str | None) -> None:
+    account_id = ledger.open()
+
+    response = ledger.post(f"/api/accounts/{account_id}/deposit", {"amount": "3.00", "reference": reference})
+
+    assert response.status_code == 200, response.content
+    event = stored_events(account_id)[-1]
+    assert (event.event_type, event.schema_version, event.data) == (
+        "MoneyDeposited",
+        2,
+        {"amount": "3.00", "reference": reference},
+    )
+
+
+def test_events_are_stored_at_their_types_current_schema_version(ledger, stored_events) -> None:
+    source, target = ledger.open(balance="10.00"), ledger.open("bob")
+    ledger.post(f"/api/accounts/{source}/withdraw", {"amount": "1.00"})
+    ledger.post("/api/transfers", {"from_account": str(source), "to_account": str(target), "amount": "9.00"})
+    ledger.post(f"/api/accounts/{source}/close", {})
+
+    versions = {(e.event_type, e.schema_version) for e in stored_events(source) + stored_events(target)}
+    assert versions == {
+        ("AccountOpened", 1),
+        ("MoneyDeposited", 2),
+        ("MoneyWithdrawn", 1),
+        ("TransferDebited", 1),
+        ("TransferCredited", 1),
+        ("AccountClosed", 1),
+    }
 
 
 def test_a_json_number_is_read_as_an_exact_decimal(ledger, api) -> None:

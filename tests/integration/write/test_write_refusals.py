@@ -59,6 +59,34 @@ def test_an_invalid_amount_is_400_naming_the_field(
     check()
 
 
+@pytest.mark.parametrize(
+    ("reference", "message"),
+    [
+        ("", "1 to 140 characters"),
+        ("x" * 141, "1 to 140 characters"),
+        (42, "string or null"),
+        (["INV-1"], "string or null"),
+        ({"id": "INV-1"}, "string or null"),
+        (True, "string or null"),
+        # Text PostgreSQL cannot store (NUL) or UTF-8 cannot encode (a lone surrogate) is refused, not a 500.
+        ("INV\u00001", "NUL characters or lone surrogates"),
+        ("INV\ud800", "NUL characters or lone surrogates"),
+    ],
+)
+def test_a_deposit_with_an_invalid_reference_is_400_naming_the_field(
+    ledger, unchanged, assert_problem, reference: object, message: str
+) -> None:
+    account_id = ledger.open(balance="5.00")
+    check = unchanged()
+
+    response = ledger.post(DEPOSIT.format(account_id), {"amount": "1.00", "reference": reference})
+
+    problem = assert_problem(response, 400, "validation-error")
+    assert list(problem["errors"]) == ["reference"]
+    assert message in problem["errors"]["reference"][0]
+    check()
+
+
 def test_a_body_that_is_not_an_object_is_400(ledger, unchanged, assert_problem) -> None:
     account_id = ledger.open()
     check = unchanged()

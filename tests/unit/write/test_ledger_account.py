@@ -17,6 +17,7 @@ from write_service.ledger.domain import (
     InvalidAmount,
     InvalidCurrency,
     InvalidOwner,
+    InvalidReference,
     MoneyDeposited,
     MoneyWithdrawn,
     NonZeroBalance,
@@ -75,8 +76,24 @@ def test_deposit_adds_and_records_the_amount() -> None:
     events = account.deposit("10.50")
 
     assert events == [MoneyDeposited(amount=Decimal("10.50"))]
-    assert events[0].data() == {"amount": "10.50"}
+    assert events[0].data() == {"amount": "10.50", "reference": None}
     assert (account.balance, account.version) == (Decimal("10.50"), 2)
+
+
+@pytest.mark.parametrize("reference", ["INV-2026-0042", " spaced as given ", "x", "x" * 140, "ü€𝄞"])
+def test_a_deposit_records_its_reference_as_given(reference: str) -> None:
+    events = opened().deposit("1.00", reference)
+    assert events == [MoneyDeposited(amount=Decimal("1.00"), reference=reference)]
+    assert events[0].data() == {"amount": "1.00", "reference": reference}
+
+
+@pytest.mark.parametrize("reference", ["", "x" * 141, 42, ["INV"], {"r": 1}, "a\x00b", "x\ud800y", "\udfff"])
+def test_a_reference_must_be_null_or_1_to_140_characters_of_text(reference: object) -> None:
+    account = opened()
+    with pytest.raises(InvalidReference) as caught:
+        account.deposit("1.00", reference)
+    assert caught.value.field == "reference"
+    assert (account.balance, account.version) == (Decimal("0.00"), 1)
 
 
 def test_withdrawal_subtracts_and_records_the_amount() -> None:

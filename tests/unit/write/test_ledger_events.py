@@ -21,7 +21,7 @@ from write_service.ledger.domain import (
 
 EXAMPLES: list[DomainEvent] = [
     AccountOpened(owner="alice", currency="EUR"),
-    MoneyDeposited(amount=Decimal("10.00")),
+    MoneyDeposited(amount=Decimal("10.00"), reference="INV-1"),
     MoneyWithdrawn(amount=Decimal("0.50")),
     TransferDebited(transfer_id=uuid.uuid4(), to_account=uuid.uuid4(), amount=Decimal("3.10")),
     TransferCredited(transfer_id=uuid.uuid4(), from_account=uuid.uuid4(), amount=Decimal("3.10")),
@@ -45,7 +45,14 @@ def test_stored_data_decodes_to_the_same_event(event: DomainEvent) -> None:
 
 
 def test_amounts_are_written_as_two_decimal_strings() -> None:
-    assert MoneyDeposited(amount=Decimal("7.5")).data() == {"amount": "7.50"}
+    assert MoneyDeposited(amount=Decimal("7.5")).data() == {"amount": "7.50", "reference": None}
+
+
+def test_a_deposit_without_a_reference_writes_a_null_one() -> None:
+    assert MoneyDeposited(amount=Decimal("1.00")).data()["reference"] is None
+    assert event_from_stored("MoneyDeposited", {"amount": "1.00", "reference": None}) == MoneyDeposited(
+        amount=Decimal("1.00")
+    )
 
 
 def test_an_unknown_stored_type_is_refused() -> None:

@@ -2,8 +2,10 @@
 
 The database turns a row into its wire form (the event of docs/CONTRACT.md, as JSON text) with `wire_sql`,
 the one place the log's columns are named; `event_read` turns that into an event exactly as a message is
-read (`from_dict`), or, when it is no valid event of this contract (a type this release does not know, say),
-into the dead-letter record that keeps it, as read, for `dlq replay`. The replica table, the event store and
+read (`from_dict`, which upcasts a row stored with an older schema version, cqrs_common/upcasting.py), or,
+when it is no valid event of this contract (a type or a schema version this release does not know, say),
+into the dead-letter record that keeps it, as read, for `dlq replay`. The wire form is the row as stored:
+the upcast happens in Python, in `from_dict`, like a message's. The replica table, the event store and
 parked events (stored in the same wire form) all go through it, so the apply step cannot tell the paths
 apart. The wire form is built by the database so that a row whose columns no valid event could hold (an
 odd timestamp, say) still arrives, to be refused here, instead of failing the whole fetch.

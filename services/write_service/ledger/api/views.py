@@ -16,7 +16,12 @@ from write_service.ledger import services
 from write_service.ledger.api.command import CommandApi, command_response
 from write_service.ledger.api.schema import COMMAND_HEADERS, IF_MATCH_HEADER, problems, result_headers
 from write_service.ledger.domain import Account, InvalidValue, format_amount, parse_amount
-from write_service.ledger.domain.account import validate_currency, validate_owner
+from write_service.ledger.domain.account import (
+    REFERENCE_MAX_LENGTH,
+    validate_currency,
+    validate_owner,
+    validate_reference,
+)
 from write_service.ledger.domain.currencies import DEFAULT_CURRENCY
 
 ON_ACCOUNT = [*COMMAND_HEADERS, IF_MATCH_HEADER, *result_headers(200)]
@@ -72,6 +77,25 @@ class CurrencyField(_DomainValidatedField):
         return value
 
 
+@extend_schema_field(
+    {
+        "type": "string",
+        "nullable": True,
+        "minLength": 1,
+        "maxLength": REFERENCE_MAX_LENGTH,
+        "example": "INV-2026-0042",
+        "description": "The depositor's reference (a bank transfer's, say), kept as given; null or absent: "
+        "none. No NUL characters or lone surrogates.",
+    }
+)
+class ReferenceField(_DomainValidatedField):
+    def to_internal_value(self, data: Any) -> str | None:
+        return self.validate_with(validate_reference, data)
+
+    def to_representation(self, value: str | None) -> str | None:
+        return value
+
+
 class AccountVersionSerializer(serializers.Serializer):
     account_id = serializers.UUIDField()
     version = serializers.IntegerField()
@@ -83,6 +107,10 @@ class AccountBalanceSerializer(AccountVersionSerializer):
 
 class AmountSerializer(serializers.Serializer):
     amount = AmountField()
+
+
+class DepositSerializer(AmountSerializer):
+    reference = ReferenceField(required=False, allow_null=True, default=None)
 
 
 def _balance_response(account: Account) -> HttpResponse:
@@ -123,17 +151,18 @@ class AccountDepositApi(CommandApi):
     @extend_schema(
         operation_id="account_deposit",
         summary="Deposit money",
-        request=AmountSerializer,
+        request=DepositSerializer,
         responses={200: AccountBalanceSerializer, **problems(400, 404, 409, 412, 422)},
         parameters=ON_ACCOUNT,
     )
     def post(self, request: Request, account_id: UUID) -> HttpResponse:
-        data = self.validated(request, AmountSerializer)
+        data = self.validated(request, DepositSerializer)
 
         def command(expected_version: int | None) -> HttpResponse:
             account = services.account_deposit(
                 account_id=account_id,
                 amount=data["amount"],
+                reference=data["reference"],
                 expected_version=expected_version,
                 correlation_id=request.correlation_id,
             )

@@ -19,6 +19,7 @@ from write_service.ledger.domain.errors import (
     InsufficientFunds,
     InvalidCurrency,
     InvalidOwner,
+    InvalidReference,
     NonZeroBalance,
     VersionMismatch,
 )
@@ -34,6 +35,7 @@ from write_service.ledger.domain.events import (
 from write_service.ledger.domain.money import ZERO, parse_amount
 
 OWNER_MAX_LENGTH = 100
+REFERENCE_MAX_LENGTH = 140
 
 
 class AccountStatus(StrEnum):
@@ -81,10 +83,11 @@ class Account:
         if expected is not None and expected != self.version:
             raise VersionMismatch(self.id, expected, self.version)
 
-    def deposit(self, amount: object) -> list[DomainEvent]:
+    def deposit(self, amount: object, reference: object = None) -> list[DomainEvent]:
         cents = parse_amount(amount)
+        reference = validate_reference(reference)
         self.ensure_open()
-        return self._record(MoneyDeposited(amount=cents))
+        return self._record(MoneyDeposited(amount=cents, reference=reference))
 
     def withdraw(self, amount: object) -> list[DomainEvent]:
         cents = parse_amount(amount)
@@ -156,6 +159,20 @@ def validate_owner(owner: object) -> str:
     if not _storable_text(owner):
         raise InvalidOwner("Owner must not contain NUL characters or lone surrogates.")
     return owner
+
+
+def validate_reference(reference: object) -> str | None:
+    """None, or 1..140 characters of storable text, kept exactly as given (a reference is copied, not
+    typed, so its spaces are the depositor's)."""
+    if reference is None:
+        return None
+    if not isinstance(reference, str):
+        raise InvalidReference("Reference must be a string or null.")
+    if not 1 <= len(reference) <= REFERENCE_MAX_LENGTH:
+        raise InvalidReference(f"Reference must be 1 to {REFERENCE_MAX_LENGTH} characters.")
+    if not _storable_text(reference):
+        raise InvalidReference("Reference must not contain NUL characters or lone surrogates.")
+    return reference
 
 
 def _storable_text(text: str) -> bool:

@@ -42,6 +42,11 @@ class InvalidCurrency(InvalidValue):
     field = "currency"
 
 
+class InvalidReference(InvalidValue):
+    reason = "invalid_reference"
+    field = "reference"
+
+
 class BusinessRuleViolation(DomainError):
     reason = "business_rule_violated"
 

@@ -34,11 +34,14 @@ class AccountOpened(DomainEvent):
 
 @dataclass(frozen=True, slots=True)
 class MoneyDeposited(DomainEvent):
+    """`reference`: the depositor's (a bank transfer's, say), or None; schema version 2 added it."""
+
     type: ClassVar[str] = "MoneyDeposited"
     amount: Decimal
+    reference: str | None = None
 
     def data(self) -> dict[str, Any]:
-        return {"amount": format_amount(self.amount)}
+        return {"amount": format_amount(self.amount), "reference": self.reference}
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,13 +96,14 @@ class AccountClosed(DomainEvent):
 
 
 def event_from_stored(event_type: str, data: dict[str, Any]) -> DomainEvent:
-    """The domain event a stored `(type, data)` pair records; `KeyError` for an unknown type."""
+    """The domain event a stored `(type, data)` pair records, `data` at the type's current schema version
+    (the caller upcasts what was stored with an older one); `KeyError` for an unknown type."""
     return _DECODERS[event_type](data)
 
 
 _DECODERS = {
     "AccountOpened": lambda d: AccountOpened(owner=d["owner"], currency=d["currency"]),
-    "MoneyDeposited": lambda d: MoneyDeposited(amount=Decimal(d["amount"])),
+    "MoneyDeposited": lambda d: MoneyDeposited(amount=Decimal(d["amount"]), reference=d["reference"]),
     "MoneyWithdrawn": lambda d: MoneyWithdrawn(amount=Decimal(d["amount"])),
     "TransferDebited": lambda d: TransferDebited(
         transfer_id=UUID(d["transfer_id"]), to_account=UUID(d["to_account"]), amount=Decimal(d["amount"])
