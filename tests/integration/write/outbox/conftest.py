@@ -186,6 +186,17 @@ class Outbox:
             cursor.execute("SELECT count(*) FROM events WHERE published_at IS NULL")
             return cursor.fetchone()[0]
 
+    def wal_position(self) -> str:
+        with self.connection.cursor() as cursor:
+            cursor.execute("SELECT pg_current_wal_lsn()::text")
+            return cursor.fetchone()[0]
+
+    def wal_bytes_since(self, position: str) -> int:
+        """WAL the whole server wrote since `position` (a `wal_position`)."""
+        with self.connection.cursor() as cursor:
+            cursor.execute("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %s::pg_lsn)::bigint", (position,))
+            return cursor.fetchone()[0]
+
 
 @dataclass(frozen=True, order=True)
 class Appended:
