@@ -60,18 +60,19 @@ class Readings:
             count, first, last, last_position = cursor.fetchone()
         return Committed(count, _float(first), _float(last), int(last_position))
 
-    def last_published_at(self, after: int, until: int) -> float | None:
+    def last_published_at(self, until: int) -> float | None:
+        """When the relay's mark last moved, once it has passed `until` (None before): with nothing committed
+        after `until`, when the last of those events was confirmed."""
         return _float(
             self._one(
                 self._write,
-                "SELECT extract(epoch FROM max(published_at)) FROM events"
-                " WHERE position > %s AND position <= %s",
-                [after, until],
+                "SELECT extract(epoch FROM max(advanced_at)) FROM outbox_progress WHERE mark >= %s",
+                [until],
             )
         )
 
     def unpublished(self) -> int:
-        return self._one(self._write, "SELECT count(*) FROM events WHERE published_at IS NULL")
+        return self._one(self._write, "SELECT count(*) FROM outbox_unpublished")
 
     def applied_count(self, after: int, until: int) -> int:
         return self._one(

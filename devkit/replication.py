@@ -51,7 +51,9 @@ def superuser_sql(port: int, database: str, *statements: str) -> str:
 def event_positions_kept(write_database_url: str) -> Iterator[None]:
     """Emptying the write database (Django's `flush`) restarts its sequences. Positions handed out again would
     collide with rows that the other read databases' replicas still hold (each replica is emptied only when
-    its own tests start), halting their subscriptions. So the position sequence goes on where it was."""
+    its own tests start), halting their subscriptions. So the position sequence goes on where it was, and
+    the relay's mark with it: no position up to there can appear any more, and a relay would otherwise
+    have to look through all of them as positions missing below its first event."""
     connection = psycopg2.connect(write_database_url)
     try:
         with connection, connection.cursor() as cursor:
@@ -65,6 +67,12 @@ def event_positions_kept(write_database_url: str) -> Iterator[None]:
                 f"SELECT setval(%s, greatest(%s, (SELECT last_value FROM {sequence})), %s)",
                 (sequence, last_value, is_called),
             )
+            if is_called:
+                cursor.execute(
+                    "UPDATE outbox_progress SET mark = %s"
+                    " WHERE mark < %s AND NOT EXISTS (SELECT FROM events)",
+                    (last_value, last_value),
+                )
     finally:
         connection.close()
 

@@ -190,7 +190,7 @@ def _duplicates(lab: Lab) -> float | None:
 
 
 def _backlog(lab: Lab) -> int:
-    return lab.write_rows("SELECT count(*) FROM events WHERE published_at IS NULL")[0][0]
+    return lab.write_rows("SELECT count(*) FROM outbox_unpublished")[0][0]
 
 
 def _visible(client: Client, written: dict[UUID, int], first: dict[UUID, int]) -> int:

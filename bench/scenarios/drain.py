@@ -35,7 +35,7 @@ def drain(context: Context) -> ScenarioResult:
     wait_applied(context, before, committed.last_position, committed.count, detail="draining")
     events = readings.applied(before, committed.last_position)
     last_applied = max(event.applied_at for event in events)
-    last_published = readings.last_published_at(before, committed.last_position)
+    last_published = readings.last_published_at(committed.last_position)
     seconds = last_applied - ready_at
     commit_seconds = committed.last_occurred_at - committed.first_occurred_at
     return ScenarioResult(

@@ -5,7 +5,7 @@
 # containers run (deploy/compose/replication/publisher.sql and subscriber.sql, see their headers), given to
 # psql as the superuser over the local sockets:
 #   write-db: a replication role that can only read `events`, and a publication of `events` (inserts only,
-#             without the outbox column `published_at`);
+#             of the columns the replica has);
 #   read-db:  a replica table `events` owned by the superuser, in a schema `public` the superuser owns (the
 #             read-service role may only SELECT it, so nothing but the subscription writes there: a
 #             conflicting row would halt the stream), and a subscription, which PostgreSQL 15 lets only a

@@ -1,8 +1,8 @@
 """Upcasting: every reader sees every event at its type's current schema version, whatever version it was
 stored with.
 
-Stored events never change: the `events` table is append-only (a trigger refuses every UPDATE but the
-relay's `published_at`), and its replica, the optional event store, parked events, dead letters and every
+Stored events never change: the `events` table is insert-only (a trigger refuses every UPDATE and DELETE),
+and its replica, the optional event store, parked events, dead letters and every
 consumer's queue hold copies of their own. So a newer release reads old versions instead of rewriting them
 (docs/decisions/0006-upcast-on-read.md). Each event type has one chain of upcasters; step `n` turns the data
 of version `n` into the data of version `n + 1`, so a type's current version is one more than the steps of

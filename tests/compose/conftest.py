@@ -114,7 +114,7 @@ class ComposeSystem(ApiClient):
         return {UUID(str(account_id)): (balance, version) for account_id, balance, version in rows}
 
     def unpublished(self) -> int:
-        return self._count("SELECT count(*) FROM events WHERE published_at IS NULL")
+        return self._count("SELECT count(*) FROM outbox_unpublished")
 
     def count_events(self) -> int:
         return self._count("SELECT count(*) FROM events")

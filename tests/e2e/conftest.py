@@ -162,7 +162,7 @@ class System(system_processes.RunningSystem, ApiClient):
 
     def unpublished(self) -> int:
         with psycopg2.connect(self.write_database_url) as connection, connection.cursor() as cursor:
-            cursor.execute("SELECT count(*) FROM events WHERE published_at IS NULL")
+            cursor.execute("SELECT count(*) FROM outbox_unpublished")
             count = cursor.fetchone()[0]
         connection.close()
         return count

@@ -36,16 +36,17 @@ def test_a_relay_killed_between_publish_and_mark_duplicates_nothing_on_the_read_
         assert response.status_code == 200, response.text
     assert system.unpublished() == 30
 
-    # Hold the rows: the next relay publishes them (and the projector applies them) but cannot mark them.
+    # Hold the relay's progress: the next relay publishes the events (and the projector applies them) but
+    # cannot advance its mark past them.
     blocker = psycopg2.connect(system.write_database_url)
     with blocker.cursor() as cursor:
-        cursor.execute("SELECT position FROM events WHERE published_at IS NULL FOR UPDATE")
+        cursor.execute("SELECT mark FROM outbox_progress FOR UPDATE")
     duplicates_before = system.metric("projector", "cqrs_events_duplicate_total", path="broker")
     doomed = system.start_relay()
     system.wait_until_converged(http, timeout=30)
     assert system.unpublished() == 30
 
-    doomed.kill()  # kill -9: published and confirmed, never marked
+    doomed.kill()  # kill -9: published and confirmed, the mark never advanced
     eventually(
         lambda: not _has_session(system, doomed.name), timeout=15, what="the dead relay's session to end"
     )

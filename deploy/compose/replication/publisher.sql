@@ -9,7 +9,8 @@ SELECT format('CREATE ROLE %I LOGIN REPLICATION PASSWORD %L', :'repl_user', :'re
  WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'repl_user') \gexec
 SELECT format('GRANT CONNECT ON DATABASE %I TO %I', current_database(), :'repl_user') \gexec
 GRANT SELECT ON public.events TO :"repl_user";
--- Inserts only, every column but published_at, which only the relay sets and the read side never needs.
+-- Inserts only (events are never updated nor deleted), of the columns the replica has, named: a column
+-- added to events later reaches no subscriber until its replica has it too.
 SELECT format('CREATE PUBLICATION %I FOR TABLE public.events (position, event_id, aggregate_type, aggregate_id, '
               'aggregate_version, event_type, schema_version, data, occurred_at, correlation_id, causation_id) '
               'WITH (publish = %L)', :'publication', 'insert')

@@ -27,11 +27,13 @@ class Account(models.Model):
 
 
 class Event(models.Model):
-    """The event store and the outbox in one append-only table (CONTRACT.md, "Events").
+    """The event store and the outbox in one insert-only table (CONTRACT.md, "Events").
 
-    `position` grows with insertion (an identity column), so the relay publishes in insertion order. Only
-    `published_at` may ever change, and only from NULL: a trigger (migration 0002) refuses every other
-    UPDATE and every DELETE. Logical replication publishes inserts only, without `published_at`.
+    `position` grows with insertion (a sequence, taken after the transaction's id: migration 0007), so the
+    relay publishes in insertion order. A row is never written again: a trigger (migration 0009) refuses
+    every UPDATE and every DELETE. What the relay has published it keeps beside the rows, in
+    `outbox_progress` and `outbox_gaps` (migration 0008, `write_service/outbox/store.py`); the view
+    `outbox_unpublished` lists what is still to publish. Logical replication publishes the inserts.
     """
 
     position = models.BigAutoField(primary_key=True)
@@ -45,7 +47,6 @@ class Event(models.Model):
     occurred_at = models.DateTimeField()
     correlation_id = models.CharField(max_length=128, null=True)
     causation_id = models.CharField(max_length=128, null=True)
-    published_at = models.DateTimeField(null=True)
 
     class Meta:
         db_table = "events"
@@ -53,14 +54,6 @@ class Event(models.Model):
             models.UniqueConstraint(
                 fields=["aggregate_id", "aggregate_version"], name="events_aggregate_version_uniq"
             )
-        ]
-        indexes = [
-            # The relay's work list stays small however long the log grows.
-            models.Index(
-                fields=["position"],
-                name="events_unpublished_idx",
-                condition=models.Q(published_at__isnull=True),
-            ),
         ]
 
 

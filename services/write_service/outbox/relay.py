@@ -1,10 +1,12 @@
 """The relay's loop: become leader, drain the outbox in confirmed batches, wait for the next commit.
 
-Order of a batch: read unpublished events (position order), publish them all, wait for RabbitMQ's confirms,
-then mark them published in one UPDATE; the next batch is already on its way while one is marked. A crash
-between confirm and mark publishes the batch again on restart: duplicates, never a gap (the projector
-ignores duplicates). While RabbitMQ is down the relay retries with
-backoff, the write-service keeps accepting commands, and the outbox grows; on reconnect it drains.
+Order of a batch: read the events after the high-water mark (position order; a drain's first batch also
+brings those of recorded gaps that appeared), publish them all, wait for RabbitMQ's confirms, then advance
+the mark past them in one short statement that also records the positions the read did not find as gaps
+(store.py says how gaps are published or forgotten). The event rows are never written. The next batch is
+already on its way while one is recorded. A crash between confirm and advance publishes the batch again on
+restart: duplicates, never a gap (the projector ignores duplicates). While RabbitMQ is down the relay retries
+with backoff, the write-service keeps accepting commands, and the outbox grows; on reconnect it drains.
 
 The loop beats (`heartbeat`, served as /readyz and /healthz): `leader` on every turn and every confirmed
 batch, `standby` while another relay leads, `broker_unavailable` or `database_unavailable` before each retry.
@@ -30,17 +32,20 @@ import psycopg2.errors
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential_jitter
 
 from cqrs_common import metrics
-from cqrs_common.events import EventEnvelope
 from cqrs_common.heartbeat import STANDBY, UNAVAILABLE, Heartbeat
 from cqrs_common.logging import get_logger
 from cqrs_common.messaging import BrokerError, Publisher
 from write_service.outbox.leadership import leadership_holder, leadership_try_acquire
 from write_service.outbox.session import Session, session_close, session_listen, session_open, session_wait
 from write_service.outbox.store import (
+    Advanced,
+    Batch,
     ReplicationSlot,
-    events_mark_published,
-    events_unpublished,
+    outbox_advance,
+    outbox_after,
     outbox_backlog,
+    outbox_pending,
+    outbox_progress_ensure,
     replication_slots,
     utc_now,
 )
@@ -131,44 +136,47 @@ class Relay:
         self._session = None
 
     def drain(self) -> int:
-        """Publishes unpublished events in batches until none is left (or a stop); returns how many.
+        """Publishes the events after the mark, and those of gaps that appeared, in batches until none is
+        left (or a stop); returns how many.
 
-        Pipelined by one batch: while RabbitMQ stores batch n+1, batch n (confirmed) is marked. A crash
-        leaves at most two batches published but unmarked, which are published again.
+        Pipelined by one batch: while RabbitMQ stores batch n+1, batch n (confirmed) is recorded. A crash
+        leaves at most two batches published but not recorded, which are published again.
         """
         session = self._require_session()
         publisher: Publisher | None = None  # connected on the first event: an idle relay needs no broker
         batch_size = self.settings.batch_size
         session.notifies.clear()  # this drain covers every commit announced so far
         published = 0
-        in_flight: tuple[list[EventEnvelope], int] | None = None
-        after = 0
+        in_flight: tuple[Batch, int] | None = None
         while True:
-            fetch = not self.stopper.requested and (in_flight is None or len(in_flight[0]) == batch_size)
-            events = events_unpublished(session, limit=batch_size, after=after) if fetch else []
+            batch = None
+            if not self.stopper.requested:
+                if in_flight is None:
+                    # Gaps come first and at most `batch_size` of them; any more go out with the next drain.
+                    batch = outbox_pending(session, limit=batch_size)
+                    self._record_forgotten(batch)
+                elif in_flight[0].full:
+                    batch = outbox_after(session, after=in_flight[0].through, limit=batch_size)
             sent = None
-            if events:
+            if batch is not None and batch.events:
                 publisher = publisher or self._connected_publisher()
-                sent = (events, publisher.send(events))
-                after = events[-1].position
+                sent = (batch, publisher.send(batch.events))
             if in_flight is not None:
                 assert publisher is not None  # it sent the batch in flight
-                published += self._confirm_and_mark(publisher, *in_flight)
+                published += self._confirm_and_advance(publisher, *in_flight)
             if sent is None:
                 return published
             in_flight = sent
 
-    def _confirm_and_mark(self, publisher: Publisher, events: list[EventEnvelope], ticket: int) -> int:
+    def _confirm_and_advance(self, publisher: Publisher, batch: Batch, ticket: int) -> int:
         publisher.wait_for_confirms(ticket)
         self._broker_unblocked()  # a confirm proves publishing goes on, whichever connection was blocked
         confirmed_at = utc_now()
-        marked = events_mark_published(
-            self._require_session(), positions=[event.position for event in events]
-        )
+        advanced = outbox_advance(self._require_session(), batch)
         self.heartbeat.beat(LEADER)  # a backlog takes many batches: each one is progress
-        self._record_published(events, confirmed_at, marked)
+        self._record_published(batch, confirmed_at, advanced)
         self._refresh_gauges()
-        return len(events)
+        return len(batch.events)
 
     def _serve(self) -> None:
         """One database session: stand by until leader, then publish until stopped or something fails."""
@@ -183,6 +191,7 @@ class Relay:
         )
         if not self._await_leadership():
             return
+        outbox_progress_ensure(self._session)
         session_listen(self._session)
         self._refresh_gauges(force=True)
         while not self.stopper.requested:
@@ -268,20 +277,27 @@ class Relay:
         if publisher is not None:
             publisher.close()
 
-    def _record_published(self, events: list[EventEnvelope], confirmed_at: datetime, marked: int) -> None:
+    def _record_published(self, batch: Batch, confirmed_at: datetime, advanced: Advanced) -> None:
+        events = batch.events
         for event_type, count in Counter(event.type for event in events).items():
             metrics.EVENTS_PUBLISHED.labels(type=event_type).inc(count)
         for event in events:
             metrics.PUBLISH_LAG.observe(max((confirmed_at - event.occurred_at).total_seconds(), 0.0))
+        # Gaps are named only when there are some: a late commit's event went out (filled), or positions
+        # below the mark were not seen (recorded).
+        gaps = {"gaps_filled": advanced.gaps_filled, "gaps_recorded": advanced.gaps_recorded}
         log.info(
             "event_published",
             count=len(events),
             first_position=events[0].position,
             last_position=events[-1].position,
+            mark=batch.through,
+            **{name: count for name, count in gaps.items() if count},
         )
-        if marked != len(events):
-            # Only possible if another relay marked them: two leaders for a moment (a lost session).
-            log.warning("events_already_marked", count=len(events) - marked)
+        if not advanced.moved:
+            # Someone moved the mark since this batch was read: another relay leading for a moment (a lost
+            # session), or a TRUNCATE of `events`. Its events went out; the next drain starts from the mark.
+            log.warning("outbox_mark_moved", expected=batch.after, through=batch.through)
         if logging.getLogger(__name__).isEnabledFor(logging.DEBUG):  # skip building 1,000 lines for nothing
             for event in events:
                 log.debug(
@@ -293,6 +309,10 @@ class Relay:
                     aggregate_version=event.aggregate_version,
                     correlation_id=event.correlation_id,
                 )
+
+    def _record_forgotten(self, batch: Batch) -> None:
+        if batch.forgotten:
+            log.info("outbox_gaps_forgotten", count=batch.forgotten, mark=batch.after)
 
     def _refresh_gauges(self, force: bool = False) -> None:
         now = time.monotonic()

@@ -1,8 +1,8 @@
 """The relay's own PostgreSQL session, apart from Django's connections.
 
 Everything the relay does in the database goes through this one connection: the advisory lock that makes it
-the leader lives exactly as long as the session, and because the reads and the marking use the same
-session, a relay that lost its session (and so its leadership) cannot mark anything afterwards.
+the leader lives exactly as long as the session, and because the reads and the advances of the mark use the
+same session, a relay that lost its session (and so its leadership) cannot record anything afterwards.
 Autocommit: every statement is its own short transaction, and LISTEN notifications arrive between them.
 """
 
@@ -65,9 +65,9 @@ def session_open(
         tcp_user_timeout=client.user_timeout_ms,
         # A relay killed while a statement runs (say, its UPDATE waits on a lock) must not keep the leadership
         # until the statement ends: the server checks every second that the client is still there.
-        # Marks are committed without waiting for the WAL flush: a mark lost in a server crash only means
-        # its events are published again, and the projector ignores duplicates. It takes a disk flush off
-        # every publish cycle, between the next commit and its publication.
+        # Advances of the mark are committed without waiting for the WAL flush: one lost in a server crash
+        # only means its events are published again, and the projector ignores duplicates. It takes a disk
+        # flush off every publish cycle, between the next commit and its publication.
         options=" ".join(
             [
                 "-c client_connection_check_interval=1000",

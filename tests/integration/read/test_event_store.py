@@ -57,11 +57,12 @@ class EventStore:
         return [replace(e, position=int(p)) for e, p in zip(events, positions.split(), strict=True)]
 
     def publish(self, events: list[EventEnvelope]) -> None:
-        """Commits events into the write database's event store table (as published already: no relay of a
-        later test picks them up), and waits until the subscription has brought them here."""
+        """Commits events into the write database's event store table, and waits until the subscription has
+        brought them here. (A relay started on that database later would publish them: the write tiers
+        that start relays empty `events` first.)"""
         before = self.count()
         values = ",\n".join(
-            "({}, '{}', '{}', '{}', {}, '{}', {}, $j${}$j$, '{}', {}, NULL, now())".format(
+            "({}, '{}', '{}', '{}', {}, '{}', {}, $j${}$j$, '{}', {}, NULL)".format(
                 e.position,
                 e.event_id,
                 e.aggregate_type,
@@ -75,9 +76,7 @@ class EventStore:
             )
             for e in events
         )
-        superuser_sql(
-            self.write_port, self.write_db, f"INSERT INTO events ({COLUMNS}, published_at) VALUES {values}"
-        )
+        superuser_sql(self.write_port, self.write_db, f"INSERT INTO events ({COLUMNS}) VALUES {values}")
         eventually(lambda: self.count() >= before + len(events), timeout=30, what="the event store's events")
 
 

@@ -1,4 +1,5 @@
-"""The event store refuses changes in the database itself: only `published_at` may be set, and only once."""
+"""The event store refuses changes in the database itself: every UPDATE and every DELETE, whatever rows it
+would touch. Inserting is all `events` allows; the relay keeps its progress beside it."""
 
 from __future__ import annotations
 
@@ -48,11 +49,22 @@ def test_deleting_an_event_is_refused(position: int) -> None:
     assert models.Event.objects.filter(position=position).exists()
 
 
-def test_published_at_is_set_once_and_then_frozen(position: int) -> None:
-    assert _execute("UPDATE events SET published_at = now() WHERE position = %s", position) == 1
-    first = models.Event.objects.get(position=position).published_at
-    assert first is not None
+def test_updating_any_event_is_refused_even_when_nothing_would_change(position: int) -> None:
+    before = list(models.Event.objects.values().order_by("position"))
+    with pytest.raises(DatabaseError, match="UPDATE refused"):
+        _execute("UPDATE events SET position = position WHERE position = %s", position)
+    with pytest.raises(DatabaseError, match="UPDATE refused"):
+        _execute("UPDATE events SET data = data WHERE false")
+    with pytest.raises(DatabaseError, match="DELETE refused"):
+        _execute("DELETE FROM events WHERE false")
+    assert list(models.Event.objects.values().order_by("position")) == before
 
-    with pytest.raises(DatabaseError, match="only published_at may be set, once"):
-        _execute("UPDATE events SET published_at = now() + interval '1 hour' WHERE position = %s", position)
-    assert models.Event.objects.get(position=position).published_at == first
+
+def test_the_events_have_no_column_for_the_relay_to_write() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'events' AND column_name"
+            " NOT IN ('position', 'event_id', 'aggregate_type', 'aggregate_id', 'aggregate_version',"
+            " 'event_type', 'schema_version', 'data', 'occurred_at', 'correlation_id', 'causation_id')"
+        )
+        assert cursor.fetchall() == []

@@ -41,7 +41,7 @@ def test_open_answers_201_with_the_new_account_at_version_1(ledger, stored_event
         {"owner": "alice", "currency": "USD"},
     )
     assert (event.aggregate_type, event.schema_version, event.correlation_id) == ("account", 1, "req-1")
-    assert event.causation_id is None and event.published_at is None
+    assert event.causation_id is None
     assert event.occurred_at == row.opened_at == row.updated_at
 
 

@@ -1,7 +1,7 @@
 """The replicated `events` table in the read database: what the fallback path reads, and its cursor.
 
-Logical replication copies every insert into the write database's `events` (all columns but the outbox's
-`published_at`) into a table of the same name here, owned by the superuser, as is the schema `public`: this
+Logical replication copies every insert into the write database's `events` (the columns the publication
+lists) into a table of the same name here, owned by the superuser, as is the schema `public`: this
 service may only read it (deploy/compose/replication/subscriber.sql). A subscriber-local column,
 `replica_seq`, is filled by its identity default as the subscription applies each row. The subscription's one
 apply worker applies the publisher's transactions one after another in COMMIT order, so `replica_seq` grows

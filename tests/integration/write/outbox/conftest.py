@@ -136,10 +136,18 @@ class Outbox:
     """The `events` table driven with plain SQL, as committed commands leave it."""
 
     def __init__(self, database: dict[str, Any]) -> None:
+        self.database = database
         self.connection = session_open(database, application_name="test-outbox")
 
     def close(self) -> None:
         self.connection.close()
+
+    def held(self) -> Outbox:
+        """Another connection to the outbox whose appends stay uncommitted until its `connection` commits or
+        rolls back: a command still running, holding the positions it took."""
+        held = Outbox(self.database)
+        held.connection.autocommit = False
+        return held
 
     def truncate(self) -> None:
         with self.connection.cursor() as cursor:
@@ -183,7 +191,29 @@ class Outbox:
 
     def unpublished(self) -> int:
         with self.connection.cursor() as cursor:
-            cursor.execute("SELECT count(*) FROM events WHERE published_at IS NULL")
+            cursor.execute("SELECT count(*) FROM outbox_unpublished")
+            return cursor.fetchone()[0]
+
+    def mark(self) -> int:
+        """The relay's high-water mark: every position up to it is published or a gap."""
+        with self.connection.cursor() as cursor:
+            cursor.execute("SELECT mark FROM outbox_progress")
+            return cursor.fetchone()[0]
+
+    def gaps(self) -> list[int]:
+        with self.connection.cursor() as cursor:
+            cursor.execute("SELECT position FROM outbox_gaps ORDER BY position")
+            return [row[0] for row in cursor.fetchall()]
+
+    def wal_position(self) -> str:
+        with self.connection.cursor() as cursor:
+            cursor.execute("SELECT pg_current_wal_lsn()::text")
+            return cursor.fetchone()[0]
+
+    def wal_bytes_since(self, position: str) -> int:
+        """WAL the whole server wrote since `position` (a `wal_position`)."""
+        with self.connection.cursor() as cursor:
+            cursor.execute("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %s::pg_lsn)::bigint", (position,))
             return cursor.fetchone()[0]
 
 

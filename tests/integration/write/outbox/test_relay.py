@@ -118,18 +118,18 @@ def test_a_relay_killed_between_publish_and_mark_leaves_duplicates_and_no_gap(
     database: dict[str, Any],
 ) -> None:
     appended = outbox.append(50, accounts=5)
-    # Hold the rows' locks: the relay can publish them, but its UPDATE (the mark) waits.
+    # Hold the progress row's lock: the relay can publish the events, but its advance of the mark waits.
     blocker = outbox.connection
     blocker.autocommit = False
     with blocker.cursor() as cursor:
-        cursor.execute("SELECT position FROM events WHERE published_at IS NULL FOR UPDATE")
+        cursor.execute("SELECT mark FROM outbox_progress FOR UPDATE")
 
     first = relay_processes("relay-killed")
     first.wait_for_log("relay_leadership_acquired")
     published_once = receive_events(consumer, 50)
     assert len(published_once) == 50
 
-    first.kill()  # kill -9 with the batch confirmed but not marked
+    first.kill()  # kill -9 with the batch confirmed but the mark not advanced
     # Its server session notices the dead client within a second (client_connection_check_interval).
     eventually(lambda: not _session_of("relay-killed", database), timeout=10, what="the dead relay's session")
     blocker.rollback()
