@@ -310,12 +310,13 @@ def _infrastructure() -> list[dict[str, Any]]:
         ),
         timeseries(
             "Consumers on the projector queue",
-            "Consumers attached to read-service.projector. 0 while the projector runs means it lost its "
-            "channel (it should be on the replication path then).",
+            "Consumers attached to each partition queue read-service.projector.p0 .. p{N-1}: every projector "
+            "subscribes to every partition, one of them active. 0 while the projectors run means they lost "
+            "their channels (they should be on the replication path then).",
             [
                 target(
                     'sum by (queue) (rabbitmq_detailed_queue_consumers{vhost=~"$vhost", '
-                    'queue="read-service.projector"})',
+                    'queue=~"read-service\\\\.projector\\\\.p[0-9]+"})',
                     "{{queue}}",
                 )
             ],
