@@ -40,9 +40,10 @@ that stops beating is stuck where nothing bounds it.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 
 from django.db import DatabaseError, InterfaceError, OperationalError, connection
@@ -52,7 +53,7 @@ from cqrs_common import metrics
 from cqrs_common.events import EventEnvelope
 from cqrs_common.heartbeat import OK, UNAVAILABLE, Heartbeat
 from cqrs_common.logging import get_logger
-from cqrs_common.messaging import BrokerError, Consumer, Delivery, partition_of
+from cqrs_common.messaging import AGGREGATE_ID_HEADER, BrokerError, Consumer, Delivery, partition_of
 from read_service.projections.apply import BROKER, REPLICATION, ApplyOutcome, apply_each, apply_events
 from read_service.projections.dead_letters import DeadLetterEntry, dead_lettered
 from read_service.projections.fallback import ReplicationFallback
@@ -61,6 +62,7 @@ from read_service.projections.state import ActivePath, projector_heartbeat
 from read_service.worker import run_until_stopped
 
 log = get_logger(__name__)
+_stdlib_log = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 5.0
 
@@ -168,6 +170,11 @@ class Projector:
         """Counts deliveries per partition; a partition's first on this connection makes it active here (with
         one active consumer per partition, only the active one receives)."""
         received = Counter(partition_of(delivery.queue) for delivery in deliveries)
+        if _stdlib_log.isEnabledFor(logging.DEBUG):  # which accounts each partition holds (the scale lab)
+            accounts: dict[int | None, set[str]] = defaultdict(set)
+            for delivery in deliveries:
+                accounts[partition_of(delivery.queue)].add(str(delivery.headers.get(AGGREGATE_ID_HEADER)))
+            log.debug("partition_accounts", accounts={p: sorted(a) for p, a in accounts.items()})
         for partition, n in received.items():
             if partition is None:
                 continue  # a queue being retired
