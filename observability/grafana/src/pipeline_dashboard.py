@@ -123,8 +123,9 @@ def _throughput() -> list[dict[str, Any]]:
         ),
         timeseries(
             "Events applied per second",
-            "Events applied to the read DB, by path (broker or replication), and duplicates ignored. "
-            "Applied should match published; duplicates appear after redeliveries and path switches.",
+            "Events applied to the read DB, by path (broker or replication), duplicates ignored and events "
+            "parked. Applied should match published; duplicates appear after redeliveries and path switches; "
+            "parked stays at 0 while each partition has one projector (ADR 0008): it is the safety net.",
             [
                 target(
                     f'sum by (path) (rate(cqrs_events_applied_total{{type=~"$type", {POD}}}{RATE}))',
@@ -134,6 +135,11 @@ def _throughput() -> list[dict[str, Any]]:
                     f"sum by (path) (rate(cqrs_events_duplicate_total{{{POD}}}{RATE}))",
                     "duplicate {{path}}",
                     ref="B",
+                ),
+                target(
+                    f"sum by (path) (rate(cqrs_events_parked_total{{{POD}}}{RATE}))",
+                    "parked {{path}}",
+                    ref="C",
                 ),
             ],
             "ops",
