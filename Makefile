@@ -86,6 +86,9 @@ migrate-test: venv infra
 # Native addresses (CONTRACT.md): write-service 8001, read-service 8002, relay metrics 9101, projector 9102.
 export WRITE_SERVICE_BIND ?= 127.0.0.1:8001
 export READ_SERVICE_BIND ?= 127.0.0.1:8002
+# Projectors `make run` starts (`make run PROJECTORS=2`): they share the partitions of the projector's events,
+# each active on those it owns, a standby on the others (docs/decisions/0008); metrics on 9102, 9112, ...
+export PROJECTORS ?= 1
 
 # Logs: the readable console rendering when make runs at a terminal, JSON lines otherwise.
 run: migrate

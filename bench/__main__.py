@@ -25,11 +25,13 @@ from bench.scenarios import SCENARIOS
 from bench.scenarios.common import Context, ScenarioResult, wait_applied
 from bench.settings import MODES, Mode
 from bench.system import BenchSystem
+from devkit import metrics
 from devkit.private_rabbitmq import PrivateRabbitMQ
 from devkit.processes import DEVELOPMENT_SECRETS_ALLOWED, REPO
 from devkit.replication import subscription_name
 
 SETUP_SECONDS = 25.0
+PATHS = ("broker", "replication")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,7 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     _announce(mode)
     databases = Databases.from_environment() if options.use_environment else Databases.dedicated(options.name)
     started = datetime.now(UTC)
-    results, loads, environment = _run(mode, selected, databases, use_environment=options.use_environment)
+    results, loads, environment = _run(
+        mode, selected, databases, use_environment=options.use_environment, projectors=options.projectors
+    )
 
     summary = report.summarize(mode, results, started=started, loads=loads, environment=environment)
     written = report.write(summary, options.results_dir)
@@ -75,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(
-    mode: Mode, selected: list[str], databases: Databases, *, use_environment: bool
+    mode: Mode, selected: list[str], databases: Databases, *, use_environment: bool, projectors: int = 1
 ) -> tuple[dict[str, list[ScenarioResult]], dict, dict]:
     steps = [
         (_step_name(name, run, mode), _expected_seconds(name, mode))
@@ -91,7 +95,7 @@ def _run(
         ThreadPoolExecutor(max_workers=1) as boot,
         quiet as paused,
     ):
-        system = BenchSystem(databases)
+        system = BenchSystem(databases, projectors=projectors)
         readings: Readings | None = None
         broker = None
         try:
@@ -129,11 +133,13 @@ def _run(
                     step = _step_name(name, run, mode)
                     with progress.step(step):
                         meter = cpu.CpuMeter(_cpu_roles(context)).start()
+                        parked_before = _parked(system)
                         try:
                             result = SCENARIOS[name](context)
                         finally:
                             shares = meter.stop()
                         result.details["cpu_cores"] = shares
+                        result.details["parked"] = _parked_since(parked_before, _parked(system))
                     results[name].append(result)
                     progress.note(f"{step}: " + ", ".join(f"{k} {v}" for k, v in result.metrics.items()))
             loads = {step: progress.load(step) for step, _ in [("set-up", 0), *steps]}
@@ -143,6 +149,7 @@ def _run(
                 "replication_streaming_at_start": replication_problem is None,
                 "subscriptions_paused": paused,
                 "postgresql_round_trip_ms": round_trip_ms,
+                "projectors": projectors,
             }
         finally:
             system.stop()
@@ -154,6 +161,28 @@ def _run(
                         broker.result()
                 node.destroy()
     return results, loads, environment
+
+
+def _parked(system: BenchSystem) -> dict[str, tuple[int, float]]:
+    """Each projector's count of parked events now, with its pid (a scenario may restart the pipeline)."""
+    counts = {}
+    for name in system.projector_names:
+        process, port = system.processes.get(name), system.metrics_ports.get(name)
+        if process is None or process.process is None or port is None:
+            continue
+        url = f"http://127.0.0.1:{port}/metrics"
+        parked = sum(metrics.sample_at(url, "cqrs_events_parked_total", path=p) or 0.0 for p in PATHS)
+        counts[name] = (process.process.pid, parked)
+    return counts
+
+
+def _parked_since(before: dict[str, tuple[int, float]], after: dict[str, tuple[int, float]]) -> int:
+    """Events parked during a scenario, over its projectors (a restarted one counts from 0 again)."""
+    total = 0.0
+    for name, (pid, parked) in after.items():
+        earlier = before.get(name)
+        total += parked - earlier[1] if earlier is not None and earlier[0] == pid else parked
+    return int(total)
 
 
 def _cpu_roles(context: Context) -> cpu.Roles:
@@ -214,6 +243,13 @@ def _parser() -> argparse.ArgumentParser:
     size.add_argument("--tiny", action="store_true", help="the smallest sizes (the harness's own test)")
     parser.add_argument("--runs", type=int, help="runs per scenario (default: 1 quick, 3 full)")
     parser.add_argument("--only", help=f"comma-separated scenarios (default: all of {','.join(SCENARIOS)})")
+    parser.add_argument(
+        "--projectors",
+        type=int,
+        default=1,
+        help="projectors sharing the partitions (default 1); results say how many, with parked events"
+        " and CPU per process",
+    )
     parser.add_argument(
         "--name", default="bench", help="databases cqrs_write_NAME / cqrs_read_NAME, vhost cqrs_NAME"
     )

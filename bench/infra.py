@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import psycopg2
 
-from cqrs_common.messaging import DEAD_LETTER_QUEUE, PROJECTOR_QUEUE, Consumer
+from cqrs_common.messaging import DEAD_LETTER_QUEUE, Consumer
 from devkit.processes import PYTHON, REPO
 from devkit.replication import replica_reset, subscription_name, superuser_sql
 from devkit.system_processes import Backends
@@ -118,7 +118,7 @@ def reset(databases: Databases) -> str | None:
     except AssertionError as exc:  # e.g. no logical replication worker free on a crowded server
         problem = str(exc)
     with Consumer(databases.read_broker_url, connection_name="bench-reset") as consumer:
-        consumer.purge(PROJECTOR_QUEUE)
+        consumer.purge_queues()
         consumer.purge(DEAD_LETTER_QUEUE)
     return problem
 

@@ -2,7 +2,9 @@
 ports: write-service and read-service under gunicorn with their default settings, the relay and the projector.
 
 The relay and the projector (the pipeline) are started and stopped on their own: the drain scenario
-commits while they are down, and the outage scenario moves them to a private RabbitMQ node.
+commits while they are down, and the outage scenario moves them to a private RabbitMQ node. With
+`projectors` > 1 (`--projectors`), that many projectors share the partitions, started together as
+`make run PROJECTORS=N` starts them: `projector`, `projector-1`, ...
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ START_TIMEOUT_SECONDS = 60
 @dataclass
 class BenchSystem(system_processes.RunningSystem):
     databases: Databases
-    metrics_ports: dict[str, int] = field(default_factory=dict)  # relay, projector: their /metrics
+    projectors: int = 1
+    metrics_ports: dict[str, int] = field(default_factory=dict)  # relay, projector(s): their /metrics
     _starts: int = 0
 
     def start_web(self) -> None:
@@ -33,23 +36,36 @@ class BenchSystem(system_processes.RunningSystem):
         """Starts the projector and the relay together; returns when both were ready (epoch seconds, from
         their own log lines: the projector connected to the broker, the relay leading)."""
         self._starts += 1
-        self.metrics_ports = {"relay": free_port(), "projector": free_port()}
+        self.metrics_ports = {"relay": free_port()}
         backends = self._backends(write_broker_url, read_broker_url)
-        projector = system_processes.projector(
-            f"projector-{self._starts}", backends, self.metrics_ports["projector"]
-        )
+        projectors = []
+        for ordinal, name in enumerate(self.projector_names):
+            self.metrics_ports[name] = free_port()
+            numbering = {"PROJECTOR_ORDINAL": str(ordinal), "PROJECTOR_REPLICAS": str(self.projectors)}
+            projector = system_processes.projector(
+                f"{name}-{self._starts}", backends, self.metrics_ports[name], numbering
+            )
+            self.processes[name] = projector
+            projectors.append(projector)
         relay = system_processes.relay(f"relay-{self._starts}", backends, self.metrics_ports["relay"])
-        self.processes["projector"], self.processes["relay"] = projector, relay
+        self.processes["relay"] = relay
         ready = [
-            projector.wait_for_log(system_processes.PROJECTOR_READY_EVENT, timeout=START_TIMEOUT_SECONDS),
+            *(
+                p.wait_for_log(system_processes.PROJECTOR_READY_EVENT, timeout=START_TIMEOUT_SECONDS)
+                for p in projectors
+            ),
             relay.wait_for_log(system_processes.RELAY_READY_EVENT, timeout=START_TIMEOUT_SECONDS),
         ]
         return max(logged_at(line) for line in ready)
 
+    @property
+    def projector_names(self) -> list[str]:
+        return ["projector", *(f"projector-{i}" for i in range(1, self.projectors))]
+
     def stop_pipeline(self) -> None:
         """SIGTERM to both at once (each finishes the batch in hand)."""
         system_processes.stop(
-            [self.processes.pop(name) for name in ("relay", "projector") if name in self.processes]
+            [self.processes.pop(name) for name in ("relay", *self.projector_names) if name in self.processes]
         )
 
     def stop(self) -> None:

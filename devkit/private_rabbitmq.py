@@ -1,6 +1,7 @@
 """A private RabbitMQ node for tests that need a broker outage; the shared broker is never touched.
 
-The node has its own name, ports, data and log directories, no plugins and its own (empty) configuration,
+The node has its own name, ports, data and log directories, one plugin (the consistent-hash exchange the
+projector's partitions need) and its own (empty) configuration,
 so nothing of /etc/rabbitmq applies (the shared node's listener there would clash). The Erlang cookie is the
 user's, as for the shared node, so `rabbitmqctl -n <node>` reaches it. Its only user is the built-in `guest`
 (local connections only), which may do everything: permissions are tested against the shared broker.
@@ -24,6 +25,15 @@ from devkit.processes import free_port
 BOOT_TIMEOUT_SECONDS = 90
 
 
+# The one plugin the topology needs: the projector's partitions are a consistent-hash exchange.
+PLUGINS = ("rabbitmq_consistent_hash_exchange",)
+
+
+def enabled_plugins(*more: str) -> str:
+    """An enabled_plugins file's content: the topology's plugins and `more`."""
+    return f"[{','.join((*PLUGINS, *more))}].\n"
+
+
 class PrivateRabbitMQ:
     def __init__(self) -> None:
         self.base = base = Path(tempfile.mkdtemp(prefix="cqrs-test-rabbitmq-"))
@@ -33,7 +43,7 @@ class PrivateRabbitMQ:
         self._server: subprocess.Popen[bytes] | None = None
         (base / "mnesia").mkdir(parents=True, exist_ok=True)
         (base / "log").mkdir(exist_ok=True)
-        (base / "enabled_plugins").write_text("[].\n")
+        (base / "enabled_plugins").write_text(enabled_plugins())
         (base / "rabbitmq.conf").write_text(
             f"listeners.tcp.default = 127.0.0.1:{self.port}\nloopback_users = none\n"
         )

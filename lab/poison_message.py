@@ -21,7 +21,6 @@ from cqrs_common.events import EventEnvelope, to_wire
 from cqrs_common.messaging import (
     DEAD_LETTER_EXCHANGE,
     DEAD_LETTER_QUEUE,
-    PROJECTOR_QUEUE,
     Consumer,
     Delivery,
 )
@@ -97,7 +96,7 @@ def run(lab: Lab, report: Report, broker: Consumer, hold: float) -> int:
     report.step(f"`python -m read_service dlq replay`: {replay.stdout.strip() or replay.stderr[-500:]}")
 
     poll(
-        lambda: broker.message_count(DEAD_LETTER_QUEUE) == 0 and broker.message_count(PROJECTOR_QUEUE) == 0,
+        lambda: broker.message_count(DEAD_LETTER_QUEUE) == 0 and broker.backlog() == 0,
         timeout=15,
         interval=0.1,
     )

@@ -22,7 +22,7 @@ import yaml
 
 from devkit import system_processes
 from devkit.polling import eventually
-from devkit.private_rabbitmq import PrivateRabbitMQ
+from devkit.private_rabbitmq import PrivateRabbitMQ, enabled_plugins
 from devkit.processes import DEVELOPMENT_SECRETS_ALLOWED, PYTHON, REPO, ServiceProcess, free_port
 
 RULES = REPO / "observability" / "prometheus" / "rules"
@@ -212,7 +212,7 @@ def private_broker_with_metrics() -> PrivateRabbitMQ:
     node = PrivateRabbitMQ()
     node.metrics_address = f"127.0.0.1:{free_port()}"
     host, port = node.metrics_address.split(":")
-    (node.base / "enabled_plugins").write_text("[rabbitmq_prometheus].\n")
+    (node.base / "enabled_plugins").write_text(enabled_plugins("rabbitmq_prometheus"))
     with (node.base / "rabbitmq.conf").open("a") as conf:  # written (and owned) by PrivateRabbitMQ
         conf.write(f"prometheus.tcp.ip = {host}\nprometheus.tcp.port = {port}\n")
     return node

@@ -132,7 +132,9 @@ ensure_rabbitmq() {
   # `mandatory`, so an event no queue takes is refused and stays in the outbox; it can read no queue.
   # The reporting subscriber owns its `reporting.*` queues and their dead-letter exchange, and reads (binds to)
   # cqrs.events: it can neither publish an event nor touch the projector's queues.
-  local topology='^(cqrs\.events|cqrs\.events\.dlx|read-service\.projector|read-service\.projector\.dlq)$'
+  # The projector's partitions: the consistent-hash exchange `read-service.projector.partitions` and the queues
+  # `read-service.projector.p0`, `.p1`, ...
+  local topology='^(cqrs\.events|cqrs\.events\.dlx|read-service\.projector|read-service\.projector\.dlq|read-service\.projector\.partitions|read-service\.projector\.p[0-9]+)$'
   local reporting='^reporting\..+$'
   for vhost in $RABBITMQ_VHOSTS; do
     rabbitmqctl -q set_permissions -p "$vhost" "$RABBITMQ_WRITE_USER" \
@@ -142,9 +144,12 @@ ensure_rabbitmq() {
     rabbitmqctl -q set_permissions -p "$vhost" "$RABBITMQ_REPORTING_USER" \
       "$reporting" "$reporting" '^(cqrs\.events|reporting\..+)$'
   done
-  # Metrics for Prometheus (port 15692) and the management UI (15672); enabling is idempotent.
-  rabbitmq-plugins -q enable --online rabbitmq_prometheus rabbitmq_management >/dev/null 2>&1 \
-    || rabbitmq-plugins -q enable --offline rabbitmq_prometheus rabbitmq_management >/dev/null
+  # Metrics for Prometheus (port 15692) and the management UI (15672), and the consistent-hash exchange that
+  # splits the projector's events into partitions by account (docs/decisions/0008); enabling is idempotent.
+  local plugins='rabbitmq_prometheus rabbitmq_management rabbitmq_consistent_hash_exchange'
+  # shellcheck disable=SC2086 # one word per plugin
+  rabbitmq-plugins -q enable --online $plugins >/dev/null 2>&1 \
+    || rabbitmq-plugins -q enable --offline $plugins >/dev/null
 }
 
 main() {

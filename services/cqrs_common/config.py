@@ -255,6 +255,35 @@ def projector_prefetch() -> int:
     return env.int("PROJECTOR_PREFETCH", default=1000)
 
 
+def projector_partitions() -> int:
+    """Partitions the projector's events are split into by account (messaging.topology, DEFAULT_PARTITIONS):
+    at least the number of projectors, since one partition has one active projector at a time. Every
+    projector of a deployment must be given the same number."""
+    return env.int("PROJECTOR_PARTITIONS", default=4)
+
+
+def projector_replicas() -> int:
+    """How many projectors run (the StatefulSet's replicas, supervisord's numprocs): with PROJECTOR_ORDINAL it
+    says which partitions this one subscribes to first, so the partitions spread over the projectors."""
+    return env.int("PROJECTOR_REPLICAS", default=1)
+
+
+def projector_ordinal() -> int:
+    """This projector's number, 0 .. PROJECTOR_REPLICAS-1. An integer, or a name ending in `-<n>`: a
+    Kubernetes StatefulSet gives its pods such names (`projector-2`), handed over from `metadata.name`."""
+    value = env.str("PROJECTOR_ORDINAL", default="0").strip()
+    ordinal = value.rpartition("-")[2]
+    if not ordinal.isdigit():
+        raise ValueError(f"PROJECTOR_ORDINAL must be a number or end in -<number>, not {value!r}")
+    return int(ordinal)
+
+
+def projector_standby_delay_seconds() -> float:
+    """How long a projector waits before it subscribes to the partitions it does not own, as a standby: long
+    enough for their owners, started at the same time, to subscribe first."""
+    return env.float("PROJECTOR_STANDBY_DELAY_SECONDS", default=2.0)
+
+
 def replication_grace_seconds() -> float:
     """How long an event may be missing from the broker before the projector applies it from the replicated
     log instead (--replication-grace-seconds): longer than a normal relay-to-projector delay."""

@@ -67,6 +67,20 @@ EVENTS_DUPLICATE = Counter("cqrs_events_duplicate", "Deliveries ignored because 
 EVENTS_DEAD_LETTERED = Counter(
     "cqrs_events_dead_lettered", "Messages sent to the dead-letter queue", ["reason"]
 )
+# With partitions an account's events reach one projector in order; a parked event is the safety net at work.
+EVENTS_PARKED = Counter(
+    "cqrs_events_parked", "Events that arrived ahead of their predecessor and were parked", ["path"]
+)
+PARTITION_ACTIVE = Gauge(
+    "cqrs_projector_partition_active",
+    "1 once this projector received from the partition on its current connection (its active consumer)",
+    ["partition"],
+)
+PARTITION_DELIVERIES = Counter(
+    "cqrs_projector_partition_deliveries",
+    "Messages this projector received from each partition",
+    ["partition"],
+)
 CONSUME_LAG = Histogram(
     "cqrs_consume_lag_seconds", "Publish (message timestamp) to applied", buckets=LAG_BUCKETS
 )
@@ -129,6 +143,9 @@ METRICS_OF: dict[str, tuple[Collector, ...]] = {
         EVENTS_APPLIED,
         EVENTS_DUPLICATE,
         EVENTS_DEAD_LETTERED,
+        EVENTS_PARKED,
+        PARTITION_ACTIVE,
+        PARTITION_DELIVERIES,
         CONSUME_LAG,
         END_TO_END_LAG,
         PROJECTION_MODE,
@@ -149,6 +166,12 @@ _RUNTIME_COLLECTORS = (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR)
 def set_projection_mode(active: str) -> None:
     for path in PATHS:
         PROJECTION_MODE.labels(path=path).set(1 if path == active else 0)
+
+
+def set_partitions_active(partitions: int, active: set[int]) -> None:
+    """Every partition's gauge: 1 for those in `active`, 0 for the others (standby, or no connection)."""
+    for partition in range(partitions):
+        PARTITION_ACTIVE.labels(partition=str(partition)).set(1 if partition in active else 0)
 
 
 def set_reporting_phase(active: str) -> None:
@@ -177,6 +200,7 @@ def _start_known_series_at_zero(process: str) -> None:
             PROJECTOR_FAILURES.labels(component=component)
         for path in PATHS:
             EVENTS_DUPLICATE.labels(path=path)
+            EVENTS_PARKED.labels(path=path)
             for event_type in EVENT_TYPES:
                 EVENTS_APPLIED.labels(type=event_type, path=path)
     if process == "reporting":

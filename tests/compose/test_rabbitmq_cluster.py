@@ -23,7 +23,7 @@ CLUSTER = {
     "COMPOSE_PROFILES": "cluster",
 }
 NODES = ("rabbitmq", "rabbitmq-2", "rabbitmq-3")
-QUEUE = "read-service.projector"
+QUEUE = "read-service.projector.p0"  # a partition of the projector's; all are declared alike
 # Two more nodes to start, then a node's loss and return under load: more than a Compose test's usual time.
 pytestmark = pytest.mark.timeout(900)
 

@@ -291,6 +291,16 @@ def find(objects: tuple[dict[str, Any], ...], kind: str, name: str) -> dict[str,
     raise AssertionError(f"no {kind} {name} in the build")
 
 
+# The kind of workload that runs each app process in Kubernetes: the projector is a StatefulSet, its pods'
+# names giving each its ordinal (docs/decisions/0008).
+APP_WORKLOAD_KINDS = {**dict.fromkeys(APP_PROCESSES, "Deployment"), "projector": "StatefulSet"}
+
+
+def app_workload(objects: tuple[dict[str, Any], ...], process: str) -> dict[str, Any]:
+    """The Deployment or StatefulSet that runs an app process."""
+    return find(objects, APP_WORKLOAD_KINDS[process], process)
+
+
 def generated(objects: tuple[dict[str, Any], ...], kind: str, prefix: str) -> dict[str, Any]:
     """A ConfigMap or Secret made by a generator (its name carries a content hash)."""
     matches = [

@@ -33,9 +33,21 @@ class RecordingChannel:
         self.bindings: set[tuple[str, str, str]] = set()
 
     def exchange_declare(
-        self, exchange: str, exchange_type: str = "direct", durable: bool = False, **_: Any
+        self,
+        exchange: str,
+        exchange_type: str = "direct",
+        durable: bool = False,
+        arguments: dict | None = None,
+        **_: Any,
     ) -> None:
-        self.exchanges[exchange] = {"type": exchange_type, "durable": durable}
+        self.exchanges[exchange] = {
+            "type": exchange_type,
+            "durable": durable,
+            "arguments": dict(arguments or {}),
+        }
+
+    def exchange_bind(self, destination: str, source: str, routing_key: str = "", **_: Any) -> None:
+        self.bindings.add((source, destination, routing_key))
 
     def queue_declare(
         self, queue: str, durable: bool = False, arguments: dict | None = None, **_: Any
@@ -58,7 +70,10 @@ def declared() -> RecordingChannel:
 def test_the_definitions_declare_exactly_the_topology_the_code_declares(
     definitions: dict[str, Any], declared: RecordingChannel
 ) -> None:
-    exchanges = {e["name"]: {"type": e["type"], "durable": e["durable"]} for e in definitions["exchanges"]}
+    exchanges = {
+        e["name"]: {"type": e["type"], "durable": e["durable"], "arguments": e["arguments"]}
+        for e in definitions["exchanges"]
+    }
     queues = {
         q["name"]: {"durable": q["durable"], "arguments": q["arguments"]} for q in definitions["queues"]
     }
@@ -75,7 +90,11 @@ def test_the_topology_is_the_contracts(declared: RecordingChannel) -> None:
     contract = (REPO / "docs" / "CONTRACT.md").read_text()
     for name in [*declared.exchanges, *declared.queues]:
         assert f"`{name}`" in contract, name
-    assert declared.queues["read-service.projector"]["arguments"]["x-queue-type"] == "quorum"
+    partitions = [q for q in declared.queues if q.startswith("read-service.projector.p")]
+    assert len(partitions) == messaging.DEFAULT_PARTITIONS
+    for queue in partitions:
+        assert declared.queues[queue]["arguments"]["x-queue-type"] == "quorum"
+        assert declared.queues[queue]["arguments"]["x-single-active-consumer"] is True
 
 
 def native_permissions() -> dict[str, tuple[str, str, str]]:
@@ -165,4 +184,5 @@ def test_the_broker_loads_the_definitions_and_its_plugins() -> None:
     for name in ("rabbitmq.conf", "enabled_plugins", "definitions.json"):
         assert f"./deploy/compose/rabbitmq/{name}:/etc/rabbitmq/{name}:ro" in compose_mounts
     plugins = Path(RABBITMQ / "enabled_plugins").read_text().strip()
-    assert plugins == "[rabbitmq_management,rabbitmq_prometheus]."
+    # The consistent-hash exchange splits the projector's events into partitions (docs/decisions/0008).
+    assert plugins == "[rabbitmq_management,rabbitmq_prometheus,rabbitmq_consistent_hash_exchange]."

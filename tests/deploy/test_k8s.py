@@ -14,9 +14,11 @@ import pytest
 import yaml
 from packaging_support import (
     APP_PROCESSES,
+    APP_WORKLOAD_KINDS,
     K8S,
     OVERLAYS,
     REPO,
+    app_workload,
     container_env,
     find,
     generated,
@@ -153,7 +155,7 @@ def test_only_the_event_store_overlay_points_the_read_side_at_it() -> None:
     password = base64.b64decode(generated(objects, "Secret", "databases")["data"]["EVENT_STORE_DB_PASSWORD"])
     pointed = set()
     for name, obj in workloads(objects).items():
-        if obj["kind"] == "Deployment" and "EVENT_STORE_DATABASE_URL" in container_env(
+        if obj["kind"] in ("Deployment", "StatefulSet") and "EVENT_STORE_DATABASE_URL" in container_env(
             objects, main_container(obj)
         ):
             pointed.add(name)
@@ -173,7 +175,7 @@ def test_everything_lives_in_one_namespace(directory: Path) -> None:
 def test_the_system_has_every_process_and_server(base_objects: Objects) -> None:
     kinds = {name: obj["kind"] for name, obj in workloads(base_objects).items()}
     assert kinds == {
-        **dict.fromkeys(APP_PROCESSES, "Deployment"),
+        **APP_WORKLOAD_KINDS,
         "prometheus": "Deployment",
         "grafana": "Deployment",
         "write-db": "StatefulSet",
@@ -200,7 +202,7 @@ def test_expired_idempotency_keys_are_purged_hourly_never_twice_at_once(base_obj
 
 def test_app_containers_run_the_native_commands(base_objects: Objects) -> None:
     for process in APP_PROCESSES:
-        container = main_container(find(base_objects, "Deployment", process))
+        container = main_container(app_workload(base_objects, process))
         assert "command" not in container, "args keep the image's entrypoint (deploy/docker/entrypoint.sh)"
         assert container["args"] == native_argv(process), process
 
@@ -222,7 +224,7 @@ def test_probes_point_at_what_each_process_serves(base_objects: Objects) -> None
     served = (REPO / "services" / "cqrs_common" / "metrics.py").read_text()  # the relay's and the projector's
     assert '"/readyz": health.readiness' in served and '"/healthz": health.liveness' in served
     for process in APP_PROCESSES:
-        container = main_container(find(base_objects, "Deployment", process))
+        container = main_container(app_workload(base_objects, process))
         ports = {p["name"]: p["containerPort"] for p in container["ports"]}
         readiness, liveness = container["readinessProbe"]["httpGet"], container["livenessProbe"]["httpGet"]
         assert (readiness["path"], liveness["path"]) == ("/readyz", "/healthz"), process
@@ -231,14 +233,14 @@ def test_probes_point_at_what_each_process_serves(base_objects: Objects) -> None
 
 def test_metrics_ports_are_the_ones_the_processes_are_told(base_objects: Objects) -> None:
     for process, variable in (("relay", "RELAY_METRICS_PORT"), ("projector", "PROJECTOR_METRICS_PORT")):
-        container = main_container(find(base_objects, "Deployment", process))
+        container = main_container(app_workload(base_objects, process))
         env = container_env(base_objects, container)
         assert int(env[variable]) == container["ports"][0]["containerPort"] == native_port(process)
 
 
 def test_every_variable_the_settings_read_is_set_in_every_container(base_objects: Objects) -> None:
     for process in APP_PROCESSES:
-        for container in containers(find(base_objects, "Deployment", process)):
+        for container in containers(app_workload(base_objects, process)):
             env = container_env(base_objects, container)
             # The init container runs the same side's settings (migrate --check), not the process itself.
             scope = process if container["name"] == process else f"migrate-{side_of(process)}"
@@ -257,13 +259,29 @@ def test_compose_and_kubernetes_give_each_process_the_same_variables(
     base_objects: Objects, compose: dict[str, Any]
 ) -> None:
     for process in APP_PROCESSES:
-        k8s_env = container_env(base_objects, main_container(find(base_objects, "Deployment", process)))
+        k8s_env = container_env(base_objects, main_container(app_workload(base_objects, process)))
         compose_env = compose["services"][process]["environment"]
         assert k8s_env.keys() == compose_env.keys(), process
         for key, value in compose_env.items():
-            # This leaves out ALLOW_DEVELOPMENT_SECRETS too: Compose says true, the base false (next test).
-            if not re.search(r"URL|SECRET|TOKEN|PASSWORD", key):
+            # This leaves out ALLOW_DEVELOPMENT_SECRETS too (Compose says true, the base false: next test) and
+            # the projectors' numbering (one in Compose, a StatefulSet's in Kubernetes: the test below).
+            if not re.search(r"URL|SECRET|TOKEN|PASSWORD|PROJECTOR_ORDINAL|PROJECTOR_REPLICAS", key):
                 assert k8s_env[key] == value, (process, key)
+
+
+@pytest.mark.parametrize("directory", [K8S / "base", *OVERLAYS], ids=lambda p: p.name)
+def test_each_projector_pod_is_numbered_by_its_name_among_as_many_as_the_statefulset_runs(
+    directory: Path,
+) -> None:
+    objects = kustomize_build(directory)
+    statefulset = app_workload(objects, "projector")
+    env = {e["name"]: e for e in main_container(statefulset)["env"]}
+    assert env["PROJECTOR_ORDINAL"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    assert int(env["PROJECTOR_REPLICAS"]["value"]) == statefulset["spec"]["replicas"] > 1
+    # Started together, so each owner subscribes first to its partitions (docs/decisions/0008).
+    assert statefulset["spec"]["podManagementPolicy"] == "Parallel"
+    partitions = int(container_env(objects, main_container(statefulset))["PROJECTOR_PARTITIONS"])
+    assert partitions >= statefulset["spec"]["replicas"]
 
 
 def test_only_local_packagings_allow_development_secrets(base_objects: Objects) -> None:
@@ -273,7 +291,7 @@ def test_only_local_packagings_allow_development_secrets(base_objects: Objects) 
     for directory in (K8S / "base", *OVERLAYS):
         objects = kustomize_build(directory)
         for process in APP_PROCESSES:
-            env = container_env(objects, main_container(find(objects, "Deployment", process)))
+            env = container_env(objects, main_container(app_workload(objects, process)))
             allowed[(directory.name, process)] = env["ALLOW_DEVELOPMENT_SECRETS"]
     assert {v for (d, _), v in allowed.items() if d == "base"} == {"false"}
     assert {v for (d, _), v in allowed.items() if d != "base"} == {"true"}
@@ -319,9 +337,7 @@ def test_the_app_image_runs_as_its_non_root_user(base_objects: Objects) -> None:
     dockerfile = (REPO / "Dockerfile").read_text()
     user = re.findall(r"^USER (\d+)", dockerfile, flags=re.M)[-1]
     for process in APP_PROCESSES:
-        assert (
-            str(pod_spec(find(base_objects, "Deployment", process))["securityContext"]["runAsUser"]) == user
-        )
+        assert str(pod_spec(app_workload(base_objects, process))["securityContext"]["runAsUser"]) == user
 
 
 def test_databases_and_broker_are_statefulsets_with_volumes(
@@ -347,7 +363,7 @@ def test_databases_and_broker_are_statefulsets_with_volumes(
 def test_services_select_their_pods_on_the_native_ports(base_objects: Objects) -> None:
     for process in APP_PROCESSES:
         service = find(base_objects, "Service", process)
-        deployment = find(base_objects, "Deployment", process)
+        deployment = app_workload(base_objects, process)
         assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
         assert [p["port"] for p in service["spec"]["ports"]] == [native_port(process)]
 
@@ -448,7 +464,7 @@ def test_the_kind_overlay_lets_tilt_update_the_app_containers() -> None:
     entrypoint = (REPO / "deploy" / "docker" / "entrypoint.sh").read_text()
     assert 'RESTART_ON_SYNC:-0}" != "1"' in entrypoint
     for process in APP_PROCESSES:
-        container = main_container(find(objects, "Deployment", process))
+        container = main_container(app_workload(objects, process))
         env = container_env(objects, container)
         assert env["RESTART_ON_SYNC"] == "1"
         assert container["securityContext"]["readOnlyRootFilesystem"] is False
@@ -456,7 +472,7 @@ def test_the_kind_overlay_lets_tilt_update_the_app_containers() -> None:
 
 def test_the_base_keeps_root_filesystems_read_only(base_objects: Objects) -> None:
     for process in APP_PROCESSES:
-        for container in containers(find(base_objects, "Deployment", process)):
+        for container in containers(app_workload(base_objects, process)):
             assert container["securityContext"]["readOnlyRootFilesystem"] is True
             assert "RESTART_ON_SYNC" not in container_env(base_objects, container)
 

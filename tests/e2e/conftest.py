@@ -24,7 +24,7 @@ import psycopg2
 import pytest
 import requests
 
-from cqrs_common.messaging import DEAD_LETTER_QUEUE, PROJECTOR_QUEUE, Consumer
+from cqrs_common.messaging import DEAD_LETTER_QUEUE, Consumer
 from devkit import system_processes
 from devkit.api_client import ApiClient
 from devkit.metrics import sample, scrape
@@ -83,7 +83,7 @@ class System(system_processes.RunningSystem, ApiClient):
         manage(*read, "flush", "--no-input")
         replica_reset(self.read_database_url)
         with Consumer(self.read_broker_url, connection_name="e2e-prepare") as consumer:
-            consumer.purge(PROJECTOR_QUEUE)
+            consumer.purge_queues()
             consumer.purge(DEAD_LETTER_QUEUE)
 
     def start(self, web_env: Mapping[str, str] | None = None) -> System:
@@ -134,9 +134,14 @@ class System(system_processes.RunningSystem, ApiClient):
         relay.wait_for_log(system_processes.RELAY_READY_EVENT, timeout=30)
         return relay
 
-    def start_projector(self) -> ServiceProcess:
-        projector = system_processes.projector("projector", self.backends, self.projector_metrics_port)
-        self.processes["projector"] = projector
+    def start_projector(self, ordinal: int = 0, replicas: int = 1) -> ServiceProcess:
+        """Starts projector `ordinal` of `replicas` and waits until it is connected. The first is `projector`
+        on `projector_metrics_port`; others are `projector-<ordinal>` on ports of their own."""
+        name = "projector" if ordinal == 0 else f"projector-{ordinal}"
+        port = self.projector_metrics_port if ordinal == 0 else free_port()
+        partitions = {"PROJECTOR_ORDINAL": str(ordinal), "PROJECTOR_REPLICAS": str(replicas)}
+        projector = system_processes.projector(name, self.backends, port, partitions)
+        self.processes[name] = projector
         projector.wait_for_log(system_processes.PROJECTOR_READY_EVENT, timeout=30)
         return projector
 

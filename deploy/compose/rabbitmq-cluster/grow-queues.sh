@@ -7,4 +7,4 @@ set -eu
 for node in rabbit@rabbitmq-2 rabbit@rabbitmq-3; do
   rabbitmq-queues --node rabbit@rabbitmq grow "$node" all --vhost-pattern '.*' --queue-pattern '.*'
 done
-rabbitmq-queues --node rabbit@rabbitmq quorum_status read-service.projector --vhost cqrs
+rabbitmq-queues --node rabbit@rabbitmq quorum_status read-service.projector.p0 --vhost cqrs

@@ -123,8 +123,9 @@ def _throughput() -> list[dict[str, Any]]:
         ),
         timeseries(
             "Events applied per second",
-            "Events applied to the read DB, by path (broker or replication), and duplicates ignored. "
-            "Applied should match published; duplicates appear after redeliveries and path switches.",
+            "Events applied to the read DB, by path (broker or replication), duplicates ignored and events "
+            "parked. Applied should match published; duplicates appear after redeliveries and path switches; "
+            "parked stays at 0 while each partition has one projector (ADR 0008): it is the safety net.",
             [
                 target(
                     f'sum by (path) (rate(cqrs_events_applied_total{{type=~"$type", {POD}}}{RATE}))',
@@ -134,6 +135,11 @@ def _throughput() -> list[dict[str, Any]]:
                     f"sum by (path) (rate(cqrs_events_duplicate_total{{{POD}}}{RATE}))",
                     "duplicate {{path}}",
                     ref="B",
+                ),
+                target(
+                    f"sum by (path) (rate(cqrs_events_parked_total{{{POD}}}{RATE}))",
+                    "parked {{path}}",
+                    ref="C",
                 ),
             ],
             "ops",
@@ -310,12 +316,13 @@ def _infrastructure() -> list[dict[str, Any]]:
         ),
         timeseries(
             "Consumers on the projector queue",
-            "Consumers attached to read-service.projector. 0 while the projector runs means it lost its "
-            "channel (it should be on the replication path then).",
+            "Consumers attached to each partition queue read-service.projector.p0 .. p{N-1}: every projector "
+            "subscribes to every partition, one of them active. 0 while the projectors run means they lost "
+            "their channels (they should be on the replication path then).",
             [
                 target(
                     'sum by (queue) (rabbitmq_detailed_queue_consumers{vhost=~"$vhost", '
-                    'queue="read-service.projector"})',
+                    'queue=~"read-service\\\\.projector\\\\.p[0-9]+"})',
                     "{{queue}}",
                 )
             ],

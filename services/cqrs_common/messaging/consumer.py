@@ -1,10 +1,12 @@
-"""The projector's consumer: a queue received in batches and settled one by one or up to a tag.
+"""The projector's consumer: its partition queues received in batches and settled one by one or up to a tag.
 
-It uses pika's BlockingConnection: the projector's loop (receive a batch, apply, ack) is synchronous.
+It uses pika's BlockingConnection: the projector's loop (receive a batch, apply, ack) is synchronous. All
+its queues are consumed on one channel, so one ack-multiple settles a batch whichever queues it came from.
 """
 
 from __future__ import annotations
 
+import functools
 import time
 from collections import deque
 from typing import Any
@@ -17,17 +19,30 @@ from pika.spec import BasicProperties
 from cqrs_common.messaging.connection import BrokerError, broker_errors, connection_parameters
 from cqrs_common.messaging.dead_letters import DeadLetterAdministration
 from cqrs_common.messaging.message import Delivery
-from cqrs_common.messaging.topology import PROJECTOR_QUEUE, SubscriberQueues, declare_topology
+from cqrs_common.messaging.topology import (
+    LEGACY_PROJECTOR_QUEUE,
+    ProjectorPartitions,
+    SubscriberQueues,
+    declare_topology,
+    partition_queue,
+    retire_queue,
+)
+
+NOT_FOUND = 404
+# How far past N to look for partition queues left by a larger N (a partition count is not lowered by more).
+MAX_SURPLUS_PARTITIONS = 64
 
 
 class Consumer(DeadLetterAdministration):
-    """The read side's connection: consumes a queue in batches and handles its dead letters.
+    """The read side's connection: consumes queues in batches and handles their dead letters.
 
-    Connecting declares the topology (idempotent) unless `declare=False`: the projector's, or with
-    `subscriber` that subscriber's queues (and `queue` is its queue); `queue_was_new` then says whether its
-    queue had to be created, so events published before now are not in it. `receive` starts consuming with
-    `prefetch` unacknowledged messages in flight; keep it above the batch size so the next batch is already
-    here while the current one is applied. Unacknowledged messages go back to the queue when it closes.
+    Connecting declares the topology (idempotent) unless `declare=False`: the projector's, with its
+    `partitions` (the queues it consumes: those its projector owns at once, the others `standby_delay` seconds
+    later; queues being retired at once), or with `subscriber` that subscriber's queues (and `queue` is its
+    only queue); `queue_was_new` then says whether its queue had to be created, so events published before
+    now are not in it. `receive` starts consuming with `prefetch` unacknowledged messages in flight per queue;
+    keep it above the batch size so the next batch is already here while the current one is applied.
+    Unacknowledged messages go back to their queues when it closes.
     """
 
     def __init__(
@@ -35,16 +50,26 @@ class Consumer(DeadLetterAdministration):
         url: str,
         *,
         connection_name: str,
-        queue: str = PROJECTOR_QUEUE,
+        partitions: ProjectorPartitions | None = None,
         prefetch: int = 1000,
         declare: bool = True,
         subscriber: SubscriberQueues | None = None,
     ) -> None:
-        self.queue = subscriber.queue if subscriber is not None else queue
+        self.partitions = partitions or ProjectorPartitions()
         self.queue_was_new = False
+        # (queue, seconds after the first receive when it is subscribed to), in subscription order.
+        self._schedule: list[tuple[str, float]] = (
+            [(subscriber.queue, 0.0)]
+            if subscriber is not None
+            else [(q, 0.0) for q in self.partitions.owned]
+            + [(q, self.partitions.standby_delay) for q in self.partitions.standby]
+        )
+        self.retiring: list[str] = []  # queues no longer bound, consumed until empty
+        self._connection_name = connection_name
         self._prefetch = prefetch
         self._buffer: deque[Delivery] = deque()
-        self._consumer_tag: str | None = None
+        self._consumers: dict[str, str] = {}  # consumer tag -> queue
+        self._started_at: float | None = None
         self._publish_channel: BlockingChannel | None = None
         with broker_errors():
             # Every node of a cluster, in turn: BlockingConnection tries each until one answers.
@@ -57,10 +82,62 @@ class Consumer(DeadLetterAdministration):
                     self.queue_was_new = not self._queue_exists(subscriber.queue)
                     subscriber.declare(self._channel)
                 elif declare:
-                    declare_topology(self._channel)
+                    declare_topology(self._channel, self.partitions.count)
+                    self.retiring = self._retire_queues()
+                    self._schedule = [(q, 0.0) for q in self.retiring] + self._schedule
             except BaseException:
                 self._connection.close()
                 raise
+
+    @property
+    def queues(self) -> list[str]:
+        """Every queue this consumer reads (once subscribed): its partitions or its subscriber queue."""
+        return [queue for queue, _ in self._schedule]
+
+    @property
+    def queue(self) -> str:
+        """The first of `queues`: a subscriber's only queue."""
+        return self._schedule[0][0]
+
+    @property
+    def subscribed(self) -> list[str]:
+        """The queues it has subscribed to so far (a standby partition only after its delay)."""
+        return list(self._consumers.values())
+
+    def backlog(self) -> int:
+        """Messages ready in all its queues (not counting those delivered and unacknowledged)."""
+        return sum(self.message_count(queue) for queue in self.queues)
+
+    def purge_queues(self) -> int:
+        """Drops every ready message of all its queues; returns how many."""
+        return sum(self.purge(queue) for queue in self.queues)
+
+    def _retire_queues(self) -> list[str]:
+        """Unbinds the queues the projector no longer reads, deletes those that are empty and returns the rest
+        (to be consumed until empty: a later connection deletes them)."""
+        candidates = [LEGACY_PROJECTOR_QUEUE]
+        for partition in range(self.partitions.count, self.partitions.count + MAX_SURPLUS_PARTITIONS):
+            if not self._queue_exists(partition_queue(partition)):
+                break
+            candidates.append(partition_queue(partition))
+        left = []
+        for queue in candidates:
+            if not self._queue_exists(queue):
+                continue
+            retire_queue(self._channel, queue)
+            if not self._delete_if_empty(queue):
+                left.append(queue)
+        return left
+
+    def _delete_if_empty(self, queue: str) -> bool:
+        """Deletes a queue that holds no message and that no one consumes (quorum queues refuse RabbitMQ's own
+        if-empty delete): a projector still reading it has it deleted by a later connection."""
+        with broker_errors():
+            declared = self._channel.queue_declare(queue, passive=True).method
+        if declared.message_count or declared.consumer_count:
+            return False
+        self._channel.queue_delete(queue)
+        return True
 
     @property
     def is_open(self) -> bool:
@@ -74,7 +151,7 @@ class Consumer(DeadLetterAdministration):
             probe.queue_declare(queue, passive=True)
             return True
         except pika.exceptions.ChannelClosedByBroker as exc:
-            if exc.reply_code == 404:
+            if exc.reply_code == NOT_FOUND:
                 return False
             raise
         finally:
@@ -87,12 +164,11 @@ class Consumer(DeadLetterAdministration):
             subscriber.delete(self._channel)
 
     def receive(self, max_count: int, timeout: float, idle: float = 0.005) -> list[Delivery]:
-        """Up to `max_count` deliveries, in queue order: waits up to `timeout` seconds for the first, then
-        collects more until none arrives for `idle` seconds. Returns [] on timeout."""
+        """Up to `max_count` deliveries, in arrival order: waits up to `timeout` seconds for the first, then
+        collects more until none arrives for `idle` seconds. Returns [] on timeout. Subscribes to each queue
+        whose time has come (a standby partition after its delay) before it waits."""
         with broker_errors():
-            if self._consumer_tag is None:
-                self._channel.basic_qos(prefetch_count=self._prefetch)
-                self._consumer_tag = self._channel.basic_consume(self.queue, self._on_message)
+            self._subscribe_due()
             deadline = time.monotonic() + timeout
             while not self._buffer:
                 remaining = deadline - time.monotonic()
@@ -100,9 +176,11 @@ class Consumer(DeadLetterAdministration):
                     break
                 self._connection.process_data_events(time_limit=remaining)
             if not self._buffer:
-                if self._consumer_tag not in self._channel.consumer_tags:
-                    # RabbitMQ cancelled the consumer (its queue was deleted): reconnecting re-declares it.
-                    raise BrokerError(f"the broker cancelled the consumer of {self.queue}")
+                live = self._channel.consumer_tags
+                cancelled = [q for tag, q in self._consumers.items() if tag not in live]
+                if cancelled:
+                    # RabbitMQ cancelled a consumer (its queue was deleted): reconnecting re-declares it.
+                    raise BrokerError(f"the broker cancelled the consumer of {', '.join(cancelled)}")
                 return []
             while len(self._buffer) < max_count:
                 before = len(self._buffer)
@@ -110,6 +188,21 @@ class Consumer(DeadLetterAdministration):
                 if len(self._buffer) == before:
                     break
         return [self._buffer.popleft() for _ in range(min(max_count, len(self._buffer)))]
+
+    def _subscribe_due(self) -> None:
+        now = time.monotonic()
+        if self._started_at is None:
+            self._started_at = now
+            self._channel.basic_qos(prefetch_count=self._prefetch)  # per consumer: each queue has its own
+        subscribed = set(self._consumers.values())
+        for queue, delay in self._schedule:
+            if queue not in subscribed and now - self._started_at >= delay:
+                # The tag names the connection and the queue, as `rabbitmqctl list_consumers` shows them.
+                tag = f"{self._connection_name}:{queue}"
+                self._channel.basic_consume(
+                    queue, functools.partial(self._on_message, queue), consumer_tag=tag
+                )
+                self._consumers[tag] = queue
 
     def ack(self, delivery_tag: int, *, multiple: bool = False) -> None:
         """Acknowledges one delivery, or with `multiple` every unsettled one up to and including it."""
@@ -146,5 +239,7 @@ class Consumer(DeadLetterAdministration):
     def __exit__(self, *_exc: object) -> None:
         self.close()
 
-    def _on_message(self, _channel: Any, method: Any, properties: BasicProperties, body: bytes) -> None:
-        self._buffer.append(Delivery.from_pika(method, properties, body))
+    def _on_message(
+        self, queue: str, _channel: Any, method: Any, properties: BasicProperties, body: bytes
+    ) -> None:
+        self._buffer.append(Delivery.from_pika(method, properties, body, queue=queue))

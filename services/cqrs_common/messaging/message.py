@@ -14,6 +14,7 @@ import pika
 from pika.spec import BasicProperties
 
 from cqrs_common.events import EventEnvelope, format_timestamp, parse_timestamp
+from cqrs_common.messaging.topology import AGGREGATE_ID_HEADER
 
 CORRELATION_HEADER = "x-correlation-id"
 # The AMQP `timestamp` property has whole seconds; this header carries the publish time to the microsecond
@@ -23,7 +24,11 @@ PUBLISHED_AT_HEADER = "x-published-at"
 
 def message_properties(event: EventEnvelope, published_at: datetime) -> BasicProperties:
     """The AMQP properties CONTRACT.md promises for an event (plus the precise publish time)."""
-    headers: dict[str, Any] = {PUBLISHED_AT_HEADER: format_timestamp(published_at)}
+    # The aggregate id is what the projector's partitions are hashed on (topology.py).
+    headers: dict[str, Any] = {
+        PUBLISHED_AT_HEADER: format_timestamp(published_at),
+        AGGREGATE_ID_HEADER: str(event.aggregate_id),
+    }
     if event.correlation_id is not None:
         headers[CORRELATION_HEADER] = event.correlation_id
     return BasicProperties(
@@ -51,6 +56,7 @@ class Delivery:
     timestamp: int | None = None
     headers: Mapping[str, Any] = field(default_factory=dict)
     content_encoding: str | None = None
+    queue: str | None = None  # the queue it came from (a projector reads several)
 
     @property
     def correlation_id(self) -> str | None:
@@ -80,7 +86,9 @@ class Delivery:
             return 0
 
     @classmethod
-    def from_pika(cls, method: Any, properties: BasicProperties, body: bytes) -> Delivery:
+    def from_pika(
+        cls, method: Any, properties: BasicProperties, body: bytes, *, queue: str | None = None
+    ) -> Delivery:
         return cls(
             delivery_tag=method.delivery_tag,
             body=body,
@@ -93,6 +101,7 @@ class Delivery:
             content_encoding=_text(properties.content_encoding),
             timestamp=properties.timestamp,
             headers=dict(properties.headers or {}),
+            queue=queue,
         )
 
 

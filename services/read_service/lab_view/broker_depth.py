@@ -1,4 +1,5 @@
-"""The projector's queue and its dead-letter queue, as deep as RabbitMQ says, asked at most once a second.
+"""The projector's queues (its partitions, summed) and its dead-letter queue, as deep as RabbitMQ says, asked
+at most once a second.
 
 Every open page polls /lab/api/pipeline every second; without the cache each poll would open an AMQP
 connection. Within a second the last answer (or the last failure: a broker that is down) is served again.
@@ -13,7 +14,8 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from cqrs_common.messaging import DEAD_LETTER_QUEUE, PROJECTOR_QUEUE, BrokerError, queue_depths
+from cqrs_common import config
+from cqrs_common.messaging import DEAD_LETTER_QUEUE, BrokerError, ProjectorPartitions, queue_depths
 
 CACHE_SECONDS = 1.0
 BROKER_TIMEOUT_SECONDS = 0.5
@@ -42,13 +44,17 @@ def queue_depths_cached() -> QueueDepths:
 
 
 def _ask() -> QueueDepths:
+    partitions = ProjectorPartitions(count=config.projector_partitions()).queues
     try:
         found = queue_depths(
             settings.RABBITMQ_URL,
-            (PROJECTOR_QUEUE, DEAD_LETTER_QUEUE),
+            (*partitions, DEAD_LETTER_QUEUE),
             connection_name="read-service-lab",
             timeout=BROKER_TIMEOUT_SECONDS,
         )
     except BrokerError:
         return QueueDepths(up=False)
-    return QueueDepths(up=True, queue=found[PROJECTOR_QUEUE], dead_letter=found[DEAD_LETTER_QUEUE])
+    depths = [found[queue] for queue in partitions if found[queue] is not None]
+    # None while the projector has not declared its partitions yet.
+    queue = sum(depths) if depths else None
+    return QueueDepths(up=True, queue=queue, dead_letter=found[DEAD_LETTER_QUEUE])

@@ -439,6 +439,8 @@ def _observe(outcome: ApplyOutcome, path: str) -> None:
         log.debug("event_applied", **_logged(event), path=item.path)
     for event in outcome.parked:
         log.info("event_parked", **_logged(event), path=path)
+    if outcome.parked:
+        metrics.EVENTS_PARKED.labels(path=path).inc(len(outcome.parked))
     if outcome.duplicates:
         metrics.EVENTS_DUPLICATE.labels(path=path).inc(len(outcome.duplicates))
     for reason in outcome.recorded_only:

@@ -25,6 +25,12 @@ its own thread (`fallback.py`): it fills what the broker has not delivered withi
 the loop has no broker connection the active path is `replication` and the fallback applies everything the
 replicated log brings at once; the loop switches back to `broker` as soon as it is connected again.
 
+The broker path reads the projector's partition queues (`cqrs_common.messaging.topology`): each has one
+active consumer, so the events of an account reach one projector, in order. Which partitions this one is
+active on shows once it receives from them: the first delivery of a partition on a connection is logged
+(`partition_active`) and sets `cqrs_projector_partition_active{partition}`; losing the connection releases
+them all (`partitions_released`), and RabbitMQ hands them to a standby.
+
 Both loops beat (`heartbeat`, served as /readyz and /healthz): this one `consuming` on every turn (a receive
 waits at most `receive_timeout`), `database_unavailable` before each retry of a batch, `broker_unavailable`
 before each reconnection (ready all the same with a fallback: it carries the projection meanwhile). Its
@@ -34,8 +40,10 @@ that stops beating is stuck where nothing bounds it.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
+from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 
 from django.db import DatabaseError, InterfaceError, OperationalError, connection
@@ -45,7 +53,7 @@ from cqrs_common import metrics
 from cqrs_common.events import EventEnvelope
 from cqrs_common.heartbeat import OK, UNAVAILABLE, Heartbeat
 from cqrs_common.logging import get_logger
-from cqrs_common.messaging import BrokerError, Consumer, Delivery
+from cqrs_common.messaging import AGGREGATE_ID_HEADER, BrokerError, Consumer, Delivery, partition_of
 from read_service.projections.apply import BROKER, REPLICATION, ApplyOutcome, apply_each, apply_events
 from read_service.projections.dead_letters import DeadLetterEntry, dead_lettered
 from read_service.projections.fallback import ReplicationFallback
@@ -54,6 +62,7 @@ from read_service.projections.state import ActivePath, projector_heartbeat
 from read_service.worker import run_until_stopped
 
 log = get_logger(__name__)
+_stdlib_log = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 5.0
 
@@ -72,6 +81,7 @@ class Projector:
         self._receive_timeout = receive_timeout
         self._fallback = fallback
         self._last_heartbeat = 0.0
+        self._active_partitions: set[int] = set()
         self.path = ActivePath()
         self.heartbeat = Heartbeat("consumer")
 
@@ -122,7 +132,16 @@ class Projector:
 
     def _consume_until(self, stop: threading.Event) -> None:
         consumer = self._connect()
-        log.info("broker_connected", queue=consumer.queue)
+        partitions = consumer.partitions
+        metrics.set_partitions_active(partitions.count, set())
+        log.info(
+            "broker_connected",
+            partitions=partitions.count,
+            ordinal=partitions.ordinal,
+            replicas=partitions.replicas,
+            owned=[partition_of(q) for q in partitions.owned],
+            retiring=consumer.retiring,
+        )
         self._use_path(BROKER)
         try:
             while not stop.is_set():
@@ -131,6 +150,7 @@ class Projector:
                 deliveries = consumer.receive(self._batch_size, timeout=self._receive_timeout, idle=0.0)
                 if not deliveries:
                     continue
+                self._note_partitions(partitions.count, deliveries)
                 try:
                     self.handle(consumer, deliveries, stop)
                 except (OperationalError, InterfaceError):
@@ -141,6 +161,28 @@ class Projector:
                     return
         finally:
             consumer.close()
+            if self._active_partitions:
+                log.info("partitions_released", partitions=sorted(self._active_partitions))
+            self._active_partitions.clear()
+            metrics.set_partitions_active(partitions.count, set())
+
+    def _note_partitions(self, count: int, deliveries: Sequence[Delivery]) -> None:
+        """Counts deliveries per partition; a partition's first on this connection makes it active here (with
+        one active consumer per partition, only the active one receives)."""
+        received = Counter(partition_of(delivery.queue) for delivery in deliveries)
+        if _stdlib_log.isEnabledFor(logging.DEBUG):  # which accounts each partition holds (the scale lab)
+            accounts: dict[int | None, set[str]] = defaultdict(set)
+            for delivery in deliveries:
+                accounts[partition_of(delivery.queue)].add(str(delivery.headers.get(AGGREGATE_ID_HEADER)))
+            log.debug("partition_accounts", accounts={p: sorted(a) for p, a in accounts.items()})
+        for partition, n in received.items():
+            if partition is None:
+                continue  # a queue being retired
+            metrics.PARTITION_DELIVERIES.labels(partition=str(partition)).inc(n)
+            if partition not in self._active_partitions:
+                self._active_partitions.add(partition)
+                metrics.PARTITION_ACTIVE.labels(partition=str(partition)).set(1)
+                log.info("partition_active", partition=partition, active=sorted(self._active_partitions))
 
     def handle(self, consumer: Consumer, deliveries: Sequence[Delivery], stop: threading.Event) -> None:
         """Applies one batch, commits, then rejects the refused deliveries and acknowledges the rest."""

@@ -23,7 +23,7 @@ from django.conf import settings as django_settings
 from django.core.management import call_command
 
 from cqrs_common.events import SCHEMA_VERSIONS, EventEnvelope
-from cqrs_common.messaging import DEAD_LETTER_QUEUE, PROJECTOR_QUEUE, Consumer, Delivery, Publisher
+from cqrs_common.messaging import DEAD_LETTER_QUEUE, Consumer, Delivery, Publisher
 from devkit.processes import free_port
 from devkit.replication import replica_reset
 from read_service.projections.projector import Projector
@@ -143,7 +143,7 @@ def broker(broker_url: str, settings: Any) -> Iterator[Consumer]:
     """A connection with the topology declared and both queues emptied; the projector uses the same URL."""
     settings.RABBITMQ_URL = broker_url
     with Consumer(broker_url, connection_name="test-broker") as consumer:
-        consumer.purge(PROJECTOR_QUEUE)
+        consumer.purge_queues()
         consumer.purge(DEAD_LETTER_QUEUE)
         yield consumer
 

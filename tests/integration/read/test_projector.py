@@ -11,7 +11,7 @@ from django.core.management import call_command
 from prometheus_client import REGISTRY
 
 from cqrs_common.events import to_wire
-from cqrs_common.messaging import DEAD_LETTER_QUEUE, PROJECTOR_QUEUE, Consumer
+from cqrs_common.messaging import DEAD_LETTER_QUEUE, Consumer
 from devkit.metrics import scrape
 from devkit.polling import eventually
 from read_service.projections import handlers
@@ -39,9 +39,7 @@ def _metric(name: str, **labels: str) -> float:
 
 
 def _queues_settle(broker: Consumer, dead_letters: int) -> bool:
-    return (
-        broker.message_count(PROJECTOR_QUEUE) == 0 and broker.message_count(DEAD_LETTER_QUEUE) == dead_letters
-    )
+    return broker.backlog() == 0 and broker.message_count(DEAD_LETTER_QUEUE) == dead_letters
 
 
 def test_published_events_are_applied_and_acknowledged(broker, publish, start_projector) -> None:

@@ -23,7 +23,7 @@ from django.db import connection
 from prometheus_client import REGISTRY
 
 from cqrs_common.events import to_wire
-from cqrs_common.messaging import DEAD_LETTER_QUEUE, PROJECTOR_QUEUE, Consumer
+from cqrs_common.messaging import DEAD_LETTER_QUEUE, Consumer
 from devkit.metrics import sample, scrape
 from devkit.polling import eventually
 from read_service.projections.models import AccountView, DeadLetter
@@ -156,7 +156,7 @@ def test_a_hostile_message_is_dead_lettered_and_the_next_event_applied(
     assert projector.alive, "the projector stopped"
     assert AccountView.objects.get(account_id=alice.account_id).balance == Decimal("2.00")
     eventually(
-        lambda: broker.message_count(PROJECTOR_QUEUE) == 0 and broker.message_count(DEAD_LETTER_QUEUE) == 1,
+        lambda: broker.backlog() == 0 and broker.message_count(DEAD_LETTER_QUEUE) == 1,
         timeout=10.0,
     )
     record = DeadLetter.objects.get()
@@ -184,7 +184,7 @@ def test_a_valid_event_with_odd_properties_is_applied(properties, opened, broker
     eventually(lambda: not projector.alive or _version(alice) == 2, timeout=10.0)
     assert projector.alive, "the projector stopped"
     assert AccountView.objects.get(account_id=alice.account_id).balance == Decimal("3.00")
-    eventually(lambda: broker.message_count(PROJECTOR_QUEUE) == 0, timeout=10.0)
+    eventually(lambda: broker.backlog() == 0, timeout=10.0)
     assert broker.message_count(DEAD_LETTER_QUEUE) == 0 and not DeadLetter.objects.exists()
 
 
@@ -219,7 +219,7 @@ def test_a_batch_that_fails_unforeseen_is_applied_event_by_event(
     assert projector.alive, "the projector stopped"
     assert AccountView.objects.get(account_id=alice.account_id).balance == Decimal("5.00")
     eventually(
-        lambda: broker.message_count(PROJECTOR_QUEUE) == 0 and broker.message_count(DEAD_LETTER_QUEUE) == 1,
+        lambda: broker.backlog() == 0 and broker.message_count(DEAD_LETTER_QUEUE) == 1,
         timeout=10.0,
     )
     assert (_failures("apply"), _dead_lettered("unknown_type")) == (failures + 1, refused + 1)

@@ -33,7 +33,7 @@ from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 
 from cqrs_common.events import EVENT_TYPES, to_wire
-from cqrs_common.messaging import DEAD_LETTER_QUEUE, PROJECTOR_QUEUE
+from cqrs_common.messaging import DEAD_LETTER_QUEUE
 from devkit.polling import eventually
 from read_service.projections.models import AccountView, DeadLetter
 from tests.integration.read.conftest import AccountHistory
@@ -269,7 +269,7 @@ def test_any_message_is_applied_ignored_or_dead_lettered_and_the_projector_keeps
         if not running[-1].alive:
             # An earlier example stopped it: start again from a clean queue, so that each example is
             # judged on its own messages.
-            broker.purge(PROJECTOR_QUEUE)
+            broker.purge_queues()
             running.append(start_projector())
         projector = running[-1]
         accounts = [
@@ -303,7 +303,7 @@ def test_any_message_is_applied_ignored_or_dead_lettered_and_the_projector_keeps
         assert projector.alive, "the projector stopped"
         after = Tally.now(broker)
         assert after.accounted_since(before) == len(messages), (before, after)
-        assert broker.message_count(PROJECTOR_QUEUE) == 0
+        assert broker.backlog() == 0
         dead = after.dead_lettered - before.dead_lettered
         eventually(
             lambda: Tally.now(broker).dead_letter_queue - before.dead_letter_queue == dead, timeout=10.0

@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 from django.test import Client
 
-from cqrs_common.messaging import PROJECTOR_QUEUE, BrokerError, Consumer, reporting_queues
+from cqrs_common.messaging import BrokerError, Consumer, reporting_queues
 from devkit.messages import message
 from devkit.polling import eventually
 from devkit.system_processes import reporting_broker_url
@@ -106,7 +106,7 @@ def test_both_queues_receive_every_event_and_refusals_stay_in_its_own_dead_lette
     publish_raw(b"not json at all", "account.MoneyDeposited")
     try:
         assert Consumer(reporting_url, connection_name="again", subscriber=queues).queue_was_new is False
-        eventually(lambda: broker.message_count(PROJECTOR_QUEUE) == 12, timeout=10, what="projector queue")
+        eventually(lambda: broker.backlog() == 12, timeout=10, what="projector queue")
         eventually(lambda: consumer.message_count(queues.queue) == 12, timeout=10, what="reporting queue")
         subscriber = ReportingSubscriber(lambda: consumer, SubscriberSettings(subscription))
         counted = subscriber.handle(consumer, consumer.receive(100, timeout=5))
@@ -115,7 +115,7 @@ def test_both_queues_receive_every_event_and_refusals_stay_in_its_own_dead_lette
         dead = consumer.get(queues.dead_letter_queue)
         assert dead is not None and dead.body == b"not json at all"
         assert consumer.message_count(queues.queue) == 0
-        assert broker.message_count(PROJECTOR_QUEUE) == 12  # the projector's copies are untouched
+        assert broker.backlog() == 12  # the projector's copies are untouched
     finally:
         consumer.close()
 

@@ -15,6 +15,7 @@ import os
 import subprocess
 import threading
 import uuid
+from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,7 +27,7 @@ import psycopg2.extras
 import pytest
 
 from cqrs_common.events import EventEnvelope, from_wire
-from cqrs_common.messaging import DEAD_LETTER_QUEUE, PROJECTOR_QUEUE, Consumer, Delivery, Publisher
+from cqrs_common.messaging import DEAD_LETTER_QUEUE, Consumer, Delivery, Publisher
 from devkit.polling import poll
 from devkit.private_rabbitmq import PrivateRabbitMQ
 from devkit.processes import PYTHON, ServiceProcess, free_port, relay_process
@@ -62,7 +63,7 @@ def broker_vhost(write_broker_url: str) -> str:
 def consumer(read_broker_url: str) -> Iterator[Consumer]:
     """The read side's connection with the topology declared and both queues emptied."""
     with Consumer(read_broker_url, connection_name="test-consumer") as consumer:
-        consumer.purge(PROJECTOR_QUEUE)
+        consumer.purge_queues()
         consumer.purge(DEAD_LETTER_QUEUE)
         yield consumer
 
@@ -236,6 +237,15 @@ def receive(consumer: Consumer, expected: int, timeout: float = 5.0) -> list[Del
 
     poll(all_arrived, timeout, interval=0)
     return deliveries
+
+
+def per_account(events: list[Any]) -> dict[str, list[tuple[int, int]]]:
+    """Each account's events as (position, version) in the order received. The projector's queues are
+    partitions by account: order holds within an account, not across accounts in different partitions."""
+    ordered: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    for event in events:
+        ordered[str(event.aggregate_id)].append((event.position, event.aggregate_version))
+    return dict(ordered)
 
 
 def receive_events(consumer: Consumer, expected: int, timeout: float = 20.0) -> list[EventEnvelope]:

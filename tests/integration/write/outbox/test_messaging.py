@@ -12,12 +12,13 @@ from cqrs_common.events import to_wire
 from cqrs_common.messaging import (
     DEAD_LETTER_QUEUE,
     DELIVERY_LIMIT,
-    PROJECTOR_QUEUE,
     BrokerError,
     BrokerUnavailable,
     Consumer,
+    ProjectorPartitions,
     Publisher,
     PublishFailed,
+    partition_queue,
 )
 from devkit.polling import eventually
 from devkit.processes import free_port
@@ -26,7 +27,7 @@ from tests.integration.write.outbox.conftest import receive
 
 def test_declaring_the_topology_again_changes_nothing(consumer: Consumer, read_broker_url: str) -> None:
     with Consumer(read_broker_url, connection_name="test-second-declaration") as again:
-        assert again.message_count(PROJECTOR_QUEUE) == 0
+        assert again.backlog() == 0
         assert again.message_count(DEAD_LETTER_QUEUE) == 0
 
 
@@ -49,7 +50,7 @@ def test_a_confirmed_batch_is_queued_in_order_with_the_contract_properties(
     publisher.publish(events)
 
     # Returned from publish means confirmed, which for a quorum queue means enqueued.
-    assert consumer.message_count(PROJECTOR_QUEUE) == 3
+    assert consumer.backlog() == 3
     deliveries = receive(consumer, 3)
     assert [d.body for d in deliveries] == [to_wire(e) for e in events]
     for delivery, event in zip(deliveries, events, strict=True):
@@ -68,8 +69,10 @@ def test_a_confirmed_batch_is_queued_in_order_with_the_contract_properties(
 def test_batches_sent_ahead_are_confirmed_in_order(
     publisher: Publisher, consumer: Consumer, make_event
 ) -> None:
-    first = [make_event(position=i) for i in range(1, 6)]
-    second = [make_event(position=i) for i in range(6, 11)]
+    # One account: its events share a partition, whose queue keeps their order.
+    account = uuid.uuid4()
+    first = [make_event(aggregate_id=account, position=i) for i in range(1, 6)]
+    second = [make_event(aggregate_id=account, position=i) for i in range(6, 11)]
 
     first_ticket = publisher.send(first)
     second_ticket = publisher.send(second)
@@ -150,7 +153,7 @@ def test_a_message_requeued_past_the_delivery_limit_is_dead_lettered(
         consumer.requeue(batch[0].delivery_tag)
 
     eventually(lambda: consumer.message_count(DEAD_LETTER_QUEUE) == 1, timeout=5, what="the dead letters")
-    assert consumer.message_count(PROJECTOR_QUEUE) == 0
+    assert consumer.backlog() == 0
     dead = consumer.get(DEAD_LETTER_QUEUE)
     assert dead is not None and dead.message_id == str(event.event_id)
     assert dead.headers["x-death"][0]["reason"] == "delivery_limit"
@@ -171,10 +174,11 @@ def test_purge_empties_the_dead_letter_queue(publisher: Publisher, consumer: Con
 def test_a_batch_no_queue_takes_is_refused(
     publisher: Publisher, consumer: Consumer, broker_vhost: str, read_broker_url: str, make_event
 ) -> None:
-    # The write side may not touch queues, so the broker's own tool removes the projector's queue.
-    subprocess.run(
-        ["rabbitmqctl", "-q", "-p", broker_vhost, "delete_queue", PROJECTOR_QUEUE], check=True, timeout=60
-    )
+    # The write side may not touch queues, so the broker's own tool removes the projector's queues.
+    for queue in ProjectorPartitions().queues:
+        subprocess.run(
+            ["rabbitmqctl", "-q", "-p", broker_vhost, "delete_queue", queue], check=True, timeout=60
+        )
     try:
         with pytest.raises(PublishFailed, match="unroutable"):
             publisher.publish([make_event(), make_event()])
@@ -183,7 +187,7 @@ def test_a_batch_no_queue_takes_is_refused(
 
     # The channel survives a refused batch: once the queue is back, the same publisher delivers.
     publisher.publish([make_event()])
-    assert consumer.message_count(PROJECTOR_QUEUE) == 1
+    assert consumer.backlog() == 1
 
 
 def test_a_consumer_whose_queue_is_deleted_fails_instead_of_waiting_forever(
@@ -191,7 +195,7 @@ def test_a_consumer_whose_queue_is_deleted_fails_instead_of_waiting_forever(
 ) -> None:
     assert consumer.receive(max_count=1, timeout=0.1) == []
     subprocess.run(
-        ["rabbitmqctl", "-q", "-p", broker_vhost, "delete_queue", PROJECTOR_QUEUE], check=True, timeout=60
+        ["rabbitmqctl", "-q", "-p", broker_vhost, "delete_queue", partition_queue(0)], check=True, timeout=60
     )
     try:
         with pytest.raises(BrokerError, match="cancelled"):

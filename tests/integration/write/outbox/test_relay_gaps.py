@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from cqrs_common.messaging import Consumer
 from devkit.polling import eventually
-from tests.integration.write.outbox.conftest import Outbox, receive_events
+from tests.integration.write.outbox.conftest import Outbox, per_account, receive_events
 from write_service.outbox.relay import Relay
 from write_service.outbox.store import outbox_progress_ensure
 
@@ -117,7 +117,7 @@ def test_positions_of_aborted_commands_between_committed_ones_are_never_publishe
     start_relay(batch_size=4, poll_interval=POLL)  # batches that end on both sides of the holes
 
     events = receive_events(consumer, len(committed))
-    assert [e.event_id for e in events] == [c.event_id for c in committed]
+    assert per_account(events) == per_account(committed)  # in order within each account's partition
     # The last batch is recorded after its confirm, so perhaps after the messages arrived.
     eventually(
         lambda: outbox.mark() == committed[-1].position and outbox.gaps() == [],

@@ -1,4 +1,8 @@
-"""`python -m read_service projector`: consume `read-service.projector` and keep the read models current.
+"""`python -m read_service projector`: consume the projector's partitions and keep the read models current.
+
+PROJECTOR_PARTITIONS partitions (default 4); this projector is number PROJECTOR_ORDINAL of PROJECTOR_REPLICAS
+and subscribes to the partitions it owns (p % replicas == ordinal) at once, to the others as a standby
+PROJECTOR_STANDBY_DELAY_SECONDS later (docs/decisions/0008).
 
 Stops cleanly on SIGTERM or SIGINT: the batch in hand is committed and acknowledged, then the connection is
 closed and the process exits 0. Metrics are served on PROJECTOR_METRICS_PORT (default 9102; 0 serves none),
@@ -17,7 +21,7 @@ from django.core.management.base import BaseCommand, CommandParser
 
 from cqrs_common import config
 from cqrs_common.heartbeat import HealthBounds
-from cqrs_common.messaging import Consumer
+from cqrs_common.messaging import Consumer, ProjectorPartitions
 from read_service import worker
 from read_service.projections.fallback import FallbackSettings, ReplicationFallback
 from read_service.projections.projector import Projector
@@ -30,6 +34,9 @@ class Command(BaseCommand):
         parser.add_argument("--metrics-port", type=int, default=config.projector_metrics_port())
         parser.add_argument("--batch-size", type=int, default=config.projector_batch_size())
         parser.add_argument("--prefetch", type=int, default=config.projector_prefetch())
+        parser.add_argument("--partitions", type=int, default=config.projector_partitions())
+        parser.add_argument("--ordinal", type=int, default=config.projector_ordinal())
+        parser.add_argument("--replicas", type=int, default=config.projector_replicas())
         parser.add_argument(
             "--replication-grace-seconds",
             type=float,
@@ -44,9 +51,20 @@ class Command(BaseCommand):
             lock_timeout=config.worker_lock_timeout_seconds(),
         )
         prefetch = max(options["prefetch"], options["batch_size"])
+        partitions = ProjectorPartitions(
+            count=options["partitions"],
+            ordinal=options["ordinal"],
+            replicas=options["replicas"],
+            standby_delay=config.projector_standby_delay_seconds(),
+        )
 
         def connect() -> Consumer:
-            return Consumer(settings.RABBITMQ_URL, connection_name="projector", prefetch=prefetch)
+            return Consumer(
+                settings.RABBITMQ_URL,
+                connection_name=f"projector-{partitions.ordinal}",
+                partitions=partitions,
+                prefetch=prefetch,
+            )
 
         fallback = ReplicationFallback(FallbackSettings(grace_seconds=options["replication_grace_seconds"]))
         projector = Projector(connect, batch_size=options["batch_size"], fallback=fallback)
