@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import cpu, infra, plots, report
+from bench import cpu, infra, plots, report, scaleout
 from bench.http_load import open_accounts, wrk_available
 from bench.infra import Databases
 from bench.progress import Progress
@@ -61,16 +61,25 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     _announce(mode)
     databases = Databases.from_environment() if options.use_environment else Databases.dedicated(options.name)
-    started = datetime.now(UTC)
-    results, loads, environment = _run(
-        mode, selected, databases, use_environment=options.use_environment, projectors=options.projectors
-    )
-
-    summary = report.summarize(mode, results, started=started, loads=loads, environment=environment)
-    written = report.write(summary, options.results_dir)
-    if not options.no_plots:
-        written += plots.draw(results, options.results_dir)
-    print(report.markdown(summary))
+    summaries: dict[int, dict] = {}
+    for projectors in options.projectors:
+        started = datetime.now(UTC)
+        results, loads, environment = _run(
+            mode, selected, databases, use_environment=options.use_environment, projectors=projectors
+        )
+        summaries[projectors] = report.summarize(
+            mode, results, started=started, loads=loads, environment=environment
+        )
+    if len(summaries) > 1:
+        # Counts compared: their own table and files, the single-count results left as they were.
+        written = scaleout.write(summaries, options.results_dir)
+        print(scaleout.markdown(summaries))
+    else:
+        (summary,) = summaries.values()
+        written = report.write(summary, options.results_dir)
+        if not options.no_plots:
+            written += plots.draw(results, options.results_dir)
+        print(report.markdown(summary))
     print(
         "written: "
         + ", ".join(str(path.relative_to(REPO) if path.is_relative_to(REPO) else path) for path in written)
@@ -236,6 +245,16 @@ def _expected_seconds(name: str, mode: Mode) -> float:
     }[name]
 
 
+def _counts(text: str) -> list[int]:
+    try:
+        counts = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a number or numbers separated by commas, not {text!r}") from None
+    if not counts or min(counts) < 1 or len(set(counts)) != len(counts):
+        raise argparse.ArgumentTypeError(f"counts of at least 1, each once, not {text!r}")
+    return counts
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     size = parser.add_mutually_exclusive_group()
@@ -245,10 +264,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--only", help=f"comma-separated scenarios (default: all of {','.join(SCENARIOS)})")
     parser.add_argument(
         "--projectors",
-        type=int,
-        default=1,
+        type=_counts,
+        default=[1],
         help="projectors sharing the partitions (default 1); results say how many, with parked events"
-        " and CPU per process",
+        " and CPU per process. Several counts (`1,2,4`) run one after the other and are compared in one"
+        " table (latest-scaleout.md)",
     )
     parser.add_argument(
         "--name", default="bench", help="databases cqrs_write_NAME / cqrs_read_NAME, vhost cqrs_NAME"

@@ -116,7 +116,7 @@ def markdown(summary: dict[str, Any]) -> str:
     lines = [
         f"# Benchmark: {summary['mode']} mode, {summary['date']}",
         "",
-        _machine_line(summary),
+        machine_line(summary),
         "",
         header,
         "|---|---:|---|---|" + ("---|" if full else ""),
@@ -128,12 +128,12 @@ def markdown(summary: dict[str, Any]) -> str:
         value = summary[key]
         target = targets.get(key)
         met = "" if target is None else ("yes" if target["met"] else "**no**")
-        result = "n/a" if value is None else f"{_number(value, decimals)} {unit}"
+        result = "n/a" if value is None else f"{number(value, decimals)} {unit}"
         row = f"| {label} | {result} | {target['target'] if target else ''} | {met} |"
         if full:
             spread = summary["spread"].get(key)
             row += (
-                f" {_number(spread['min'], decimals)} - {_number(spread['max'], decimals)} |"
+                f" {number(spread['min'], decimals)} - {number(spread['max'], decimals)} |"
                 if spread
                 else " |"
             )
@@ -157,7 +157,7 @@ def git_commit() -> str:
     return commit + ("+changes" if git("status", "--porcelain", "--", "services") else "")
 
 
-def _machine_line(summary: dict[str, Any]) -> str:
+def machine_line(summary: dict[str, Any]) -> str:
     """The machine, how busy it was before the run (during it, the run's own processes load it), and the
     PostgreSQL round trip measured before the run."""
     machine, environment = summary["machine"], summary["environment"]
@@ -231,14 +231,14 @@ def _stage_lines(summary: dict[str, Any]) -> list[str]:
         }
         command = _medians([phase.get("command_latency_ms") for phase in phases])
         parts = [
-            f"{STAGE_LABELS[stage]} {_number(values['p50'], 1)} / {_number(values['p99'], 1)} ms"
+            f"{STAGE_LABELS[stage]} {number(values['p50'], 1)} / {number(values['p99'], 1)} ms"
             for stage, values in figures.items()
             if values["p50"] is not None
         ]
         if not parts:
             continue
         if command["p50"] is not None:
-            answered = f"{_number(command['p50'], 1)} / {_number(command['p99'], 1)} ms"
+            answered = f"{number(command['p50'], 1)} / {number(command['p99'], 1)} ms"
             parts.insert(0, f"command answered {answered}")
         owner = stages.tail_owner(figures)
         tail = f"; the larger p99 of the two steps: {STAGE_LABELS[owner]}" if owner else ""
@@ -262,7 +262,7 @@ def _cpu_lines(summary: dict[str, Any]) -> list[str]:
     fallback's own processes cost while the broker is healthy."""
     lines, fallback = [], []
     for name, runs in summary["scenarios"].items():
-        shares = _median_shares([run.get("cpu_cores") or {} for run in runs])
+        shares = median_shares([run.get("cpu_cores") or {} for run in runs])
         if not shares:
             continue
         ranked = sorted(shares.items(), key=lambda item: -item[1])
@@ -291,7 +291,7 @@ def _cpu_lines(summary: dict[str, Any]) -> list[str]:
     return result
 
 
-def _median_shares(runs: list[dict[str, float]]) -> dict[str, float]:
+def median_shares(runs: list[dict[str, float]]) -> dict[str, float]:
     groups = {group for run in runs for group in run}
     return {group: statistics.median(run.get(group, 0.0) for run in runs) for group in groups}
 
@@ -305,7 +305,7 @@ def _medians(figures: list[dict[str, float | None] | None]) -> dict[str, float |
     return medians
 
 
-def _number(value: float | None, decimals: int) -> str:
+def number(value: float | None, decimals: int) -> str:
     return "n/a" if value is None else f"{value:,.{decimals}f}"
 
 
