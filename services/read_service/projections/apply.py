@@ -363,9 +363,10 @@ class _Batch:
 
 
 def _lock_and_read(cursor: Any, accounts: set[UUID]) -> tuple[dict[UUID, int], set[UUID]]:
-    """Locks the accounts (in key order, so two appliers never deadlock) and reads their applied versions and
-    whether they have parked events."""
+    """Locks the accounts (in key order, so two appliers never deadlock), then the rows every applier shares
+    (`SHARED_ROWS_LOCK`), and reads the accounts' applied versions and whether they have parked events."""
     if not accounts:
+        cursor.execute(sql.SHARED_ROWS_LOCK)
         return {}, set()
     cursor.execute(sql.LOCK_AND_READ, {"accounts": [str(a) for a in accounts]})
     rows = cursor.fetchall()

@@ -72,12 +72,21 @@ MOVE_MONEY = f"WITH {MOVE_MONEY_CTES} SELECT count(*) FROM account"
 
 # ------------------------------------------------------------------------------------ the apply step
 
-# Two statements in one round trip (psycopg2 sends them as one simple query). Each takes its own snapshot, so
-# the versions are read after the locks are held and see everything committed before.
-LOCK_AND_READ = """
+# The rows every apply transaction writes, whatever its accounts: the batch's progress (`projector_state`) and
+# the currency totals. Statements of different shapes take them in different orders (a combined last run
+# writes the progress before the totals, an opening in mid-batch writes a total first), so two appliers
+# (projectors on their partitions, a fallback beside them) could each hold one and wait for the other: a
+# deadlock PostgreSQL breaks after deadlock_timeout (1 s) by failing one batch. So every apply transaction
+# takes this lock after its accounts' locks and before any of those rows, and holds it to its commit.
+SHARED_ROWS_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended('cqrs.projection.shared_rows', 0))"
+
+# Three statements in one round trip (psycopg2 sends them as one simple query). Each takes its own snapshot,
+# so the versions are read after the locks are held and see everything committed before.
+LOCK_AND_READ = f"""
     SELECT count(pg_advisory_xact_lock(k))
       FROM (SELECT DISTINCT hashtextextended(a::text, 0) AS k
               FROM unnest(%(accounts)s::uuid[]) AS a ORDER BY k) AS keys;
+    {SHARED_ROWS_LOCK};
     SELECT a.id,
            coalesce((SELECT max(version) FROM applied_events WHERE aggregate_id = a.id), 0),
            EXISTS (SELECT FROM pending_events WHERE aggregate_id = a.id)
