@@ -199,6 +199,8 @@ def _compose_defaults(env: Mapping[str, str]) -> dict[str, str]:
     """The addresses `make up` publishes on 127.0.0.1, with the Compose file's defaults (.env.example)."""
 
     def port(name: str, default: int) -> str:
+        if f"{name}_HOST_PORTS" in env:  # a range: its first port
+            return env[f"{name}_HOST_PORTS"].partition("-")[0]
         return env.get(f"{name}_HOST_PORT", str(default))
 
     def secret(name: str, default: str) -> str:
@@ -221,6 +223,7 @@ def _compose_defaults(env: Mapping[str, str]) -> dict[str, str]:
             f"@{host}:{port('RABBITMQ_AMQP', 5673)}/cqrs"
         ),
         "relay_metrics": f"http://{host}:{port('RELAY_METRICS', 9101)}/metrics",
+        # The first projector's (several take a port each from a range)
         "projector_metrics": f"http://{host}:{port('PROJECTOR_METRICS', 9102)}/metrics",
     }
 

@@ -2,7 +2,8 @@
 # Compose for the Makefile (`make up`, `make down`, `make logs`, `make ps`) and the Compose test tier, with
 # Compose v2 (`docker compose`) or v1 (`docker-compose`), whichever the machine has:
 #   compose.sh up        engine ensured (ensure-docker.sh), images chosen, everything built and started in the
-#                        background, waited for until healthy, then the URLs printed;
+#                        background (PROJECTORS projector containers, default 1), waited for until healthy,
+#                        then the URLs printed;
 #   compose.sh prepare   the same without starting anything (the Compose test tier's first step);
 #   compose.sh down      containers, networks and volumes removed (the eventstore and cluster profiles' too);
 #   compose.sh ARGS...   any other Compose command on the same project (logs -f, ps, stop rabbitmq, ...).
@@ -74,11 +75,15 @@ wait_healthy() {
 
 print_urls() {
   local e=127.0.0.1
+  local projector="http://$e:${PROJECTOR_METRICS_HOST_PORTS:-9102}/metrics"
+  if [ "${PROJECTORS:-1}" -gt 1 ]; then
+    projector="x$PROJECTORS, one port each of $PROJECTOR_METRICS_HOST_PORTS (\`make ps\` shows which)"
+  fi
   cat <<URLS
 cqrs-lab is up (stop it with: make down)
   write-service   http://$e:${WRITE_SERVICE_HOST_PORT:-8001}/api/accounts   OpenAPI: http://$e:${WRITE_SERVICE_HOST_PORT:-8001}/api/schema
   read-service    http://$e:${READ_SERVICE_HOST_PORT:-8002}/api/stats       OpenAPI: http://$e:${READ_SERVICE_HOST_PORT:-8002}/api/schema
-  metrics         relay http://$e:${RELAY_METRICS_HOST_PORT:-9101}/metrics   projector http://$e:${PROJECTOR_METRICS_HOST_PORT:-9102}/metrics
+  metrics         relay http://$e:${RELAY_METRICS_HOST_PORT:-9101}/metrics   projector $projector
   Prometheus      http://$e:${PROMETHEUS_HOST_PORT:-9090}
   RabbitMQ        http://$e:${RABBITMQ_MANAGEMENT_HOST_PORT:-15673} (admin / ${RABBITMQ_ADMIN_PASSWORD:-admin}), AMQP $e:${RABBITMQ_AMQP_HOST_PORT:-5673}
   databases       write-db $e:${WRITE_DB_HOST_PORT:-15433}, read-db $e:${READ_DB_HOST_PORT:-15434}
@@ -116,10 +121,16 @@ case "${1:-}" in
   up)
     shift
     prepare
+    # PROJECTORS projector containers (`make up PROJECTORS=2`): each claims a number among them at start. Their
+    # metrics host ports: 9102 for one; for several a port each from a range clear of the reporting's 9103.
+    scale=(--scale "projector=${PROJECTORS:-1}")
+    if [ "${PROJECTORS:-1}" -gt 1 ] && [ -z "${PROJECTOR_METRICS_HOST_PORTS:-}" ]; then
+      export PROJECTOR_METRICS_HOST_PORTS=9110-9119
+    fi
     if [ "$(basename "${COMPOSE[0]}")" = docker ]; then
-      "${COMPOSE[@]}" up --detach --wait "$@"
+      "${COMPOSE[@]}" up --detach --wait "${scale[@]}" "$@"
     else
-      "${COMPOSE[@]}" up --detach "$@"
+      "${COMPOSE[@]}" up --detach "${scale[@]}" "$@"
       wait_healthy
     fi
     print_urls

@@ -12,6 +12,14 @@ if ! command -v prometheus >/dev/null 2>&1; then
   exit 0
 fi
 mkdir -p "$root/var/prometheus"
+# The projectors supervisord starts (PROJECTORS, numbered from 0, metrics on 9102, 9112, ...), for the
+# projector job's file_sd_configs.
+targets=""
+for ((n = 0; n < ${PROJECTORS:-1}; n++)); do
+  targets+="${targets:+, }\"127.0.0.1:91${n}2\""
+done
+echo "[{\"targets\": [$targets]}]" > "$root/var/prometheus/projectors.json.new"
+mv "$root/var/prometheus/projectors.json.new" "$root/var/prometheus/projectors.json"
 args=(
   --config.file="$root/observability/prometheus/prometheus.native.yml"
   --storage.tsdb.path="$root/var/prometheus"

@@ -268,13 +268,17 @@ def projector_replicas() -> int:
     return env.int("PROJECTOR_REPLICAS", default=1)
 
 
-def projector_ordinal() -> int:
+def projector_ordinal() -> int | None:
     """This projector's number, 0 .. PROJECTOR_REPLICAS-1. An integer, or a name ending in `-<n>`: a
-    Kubernetes StatefulSet gives its pods such names (`projector-2`), handed over from `metadata.name`."""
+    Kubernetes StatefulSet gives its pods such names (`projector-2`), handed over from `metadata.name`. Or
+    `auto` (None here): the projector claims the lowest number no running projector holds (a lock in the read
+    database), for replicas that are all alike, as Compose's `--scale projector=N` starts them."""
     value = env.str("PROJECTOR_ORDINAL", default="0").strip()
+    if value == "auto":
+        return None
     ordinal = value.rpartition("-")[2]
     if not ordinal.isdigit():
-        raise ValueError(f"PROJECTOR_ORDINAL must be a number or end in -<number>, not {value!r}")
+        raise ValueError(f"PROJECTOR_ORDINAL must be a number, end in -<number> or be auto, not {value!r}")
     return int(ordinal)
 
 

@@ -76,6 +76,10 @@ PARTITION_ACTIVE = Gauge(
     "1 once this projector received from the partition on its current connection (its active consumer)",
     ["partition"],
 )
+PROJECTOR_ORDINAL = Gauge(
+    "cqrs_projector_ordinal",
+    "This projector's number, which says the partitions it owns (claimed at start when auto); -1 for a spare",
+)
 PARTITION_DELIVERIES = Counter(
     "cqrs_projector_partition_deliveries",
     "Messages this projector received from each partition",
@@ -145,6 +149,7 @@ METRICS_OF: dict[str, tuple[Collector, ...]] = {
         EVENTS_DEAD_LETTERED,
         EVENTS_PARKED,
         PARTITION_ACTIVE,
+        PROJECTOR_ORDINAL,
         PARTITION_DELIVERIES,
         CONSUME_LAG,
         END_TO_END_LAG,

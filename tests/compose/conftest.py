@@ -31,7 +31,7 @@ PORTS = {
     "WRITE_SERVICE_HOST_PORT": 18001,
     "READ_SERVICE_HOST_PORT": 18002,
     "RELAY_METRICS_HOST_PORT": 18101,
-    "PROJECTOR_METRICS_HOST_PORT": 18102,
+    "PROJECTOR_METRICS_HOST_PORTS": 18102,
     "REPORTING_METRICS_HOST_PORT": 18103,
     "WRITE_DB_HOST_PORT": 18433,
     "READ_DB_HOST_PORT": 18434,
@@ -63,7 +63,7 @@ class ComposeSystem(ApiClient):
             f"postgres://cqrs_read:cqrs_read@127.0.0.1:{PORTS['READ_DB_HOST_PORT']}/cqrs_read"
         )
         self.relay_url = f"http://127.0.0.1:{PORTS['RELAY_METRICS_HOST_PORT']}"
-        self.projector_url = f"http://127.0.0.1:{PORTS['PROJECTOR_METRICS_HOST_PORT']}"
+        self.projector_url = f"http://127.0.0.1:{PORTS['PROJECTOR_METRICS_HOST_PORTS']}"
         self.reporting_url = f"http://127.0.0.1:{PORTS['REPORTING_METRICS_HOST_PORT']}"
 
     def compose(
@@ -97,7 +97,7 @@ class ComposeSystem(ApiClient):
 
     def applied(self, path: str) -> float:
         """cqrs_events_applied_total summed over event types, for one path (broker or replication)."""
-        page = requests.get(f"http://127.0.0.1:{PORTS['PROJECTOR_METRICS_HOST_PORT']}/metrics", timeout=10)
+        page = requests.get(f"{self.projector_url}/metrics", timeout=10)
         return sample(page.text, "cqrs_events_applied_total", path=path) or 0.0
 
     # -------------------------------------------------------------------------------------- underneath

@@ -264,7 +264,7 @@ def test_compose_and_kubernetes_give_each_process_the_same_variables(
         assert k8s_env.keys() == compose_env.keys(), process
         for key, value in compose_env.items():
             # This leaves out ALLOW_DEVELOPMENT_SECRETS too (Compose says true, the base false: next test) and
-            # the projectors' numbering (one in Compose, a StatefulSet's in Kubernetes: the test below).
+            # the projectors' numbering (claimed in Compose, a StatefulSet's in Kubernetes: the test below).
             if not re.search(r"URL|SECRET|TOKEN|PASSWORD|PROJECTOR_ORDINAL|PROJECTOR_REPLICAS", key):
                 assert k8s_env[key] == value, (process, key)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 
 import pytest
@@ -84,9 +85,15 @@ def test_every_packaging_scrapes_the_same_jobs_on_the_contract_ports():
         "rabbitmq": 15692,
     }
     for job, port in ports.items():
+        if job == "projector":
+            continue  # as many as run: below
         assert native[job]["static_configs"][0]["targets"] == [f"127.0.0.1:{port}"]
         if job != "rabbitmq":
             assert compose[job]["static_configs"][0]["targets"] == [f"{job}:{port}"]
+    # Projectors: natively the list prometheus.sh writes for PROJECTORS, in Compose each container by name.
+    assert native["projector"]["file_sd_configs"] == [{"files": ["../../var/prometheus/projectors.json"]}]
+    (projectors,) = compose["projector"]["dns_sd_configs"]
+    assert (projectors["names"], projectors["type"], projectors["port"]) == (["projector"], "A", 9102)
     # Compose finds the RabbitMQ nodes by name: the first always, the cluster profile's two more if running.
     for job in ("rabbitmq", "rabbitmq-queues"):
         (nodes,) = compose[job]["dns_sd_configs"]
@@ -101,3 +108,25 @@ def test_every_packaging_scrapes_the_same_jobs_on_the_contract_ports():
     for config in (native, compose, kubernetes):
         assert config["rabbitmq-queues"]["metrics_path"] == "/metrics/detailed"
     assert native["rabbitmq-queues"]["static_configs"] == native["rabbitmq"]["static_configs"]
+
+
+def test_native_prometheus_is_given_every_projector_make_run_starts(tmp_path):
+    """prometheus.sh writes the projector job's target list from PROJECTORS before it starts Prometheus: the
+    ports supervisord gives them (91<n>2)."""
+    script = tmp_path / "deploy" / "local" / "prometheus.sh"
+    script.parent.mkdir(parents=True)
+    script.write_text((REPO / "deploy" / "local" / "prometheus.sh").read_text())
+    fake = tmp_path / "bin" / "prometheus"
+    fake.parent.mkdir()
+    fake.write_text('#!/bin/sh\necho started "$@"\n')
+    fake.chmod(0o755)
+    environment = {"PATH": f"{fake.parent}:/usr/bin:/bin", "PROJECTORS": "3", "LOG_FORMAT": "json"}
+    result = subprocess.run(
+        ["bash", str(script)], env=environment, capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"--config.file={tmp_path}/observability/prometheus/prometheus.native.yml" in result.stdout
+    listed = json.loads((tmp_path / "var" / "prometheus" / "projectors.json").read_text())
+    assert listed == [{"targets": ["127.0.0.1:9102", "127.0.0.1:9112", "127.0.0.1:9122"]}]
+    supervisord = (REPO / "deploy" / "local" / "supervisord.conf").read_text()
+    assert 'PROJECTOR_METRICS_PORT="91%(process_num)d2"' in supervisord

@@ -22,6 +22,7 @@ PROJECTOR_NAMES = {
     "cqrs_events_dead_lettered_total",
     "cqrs_events_parked_total",
     "cqrs_projector_partition_active",
+    "cqrs_projector_ordinal",
     "cqrs_projector_partition_deliveries_total",
     "cqrs_consume_lag_seconds",
     "cqrs_end_to_end_lag_seconds",

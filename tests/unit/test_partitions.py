@@ -49,3 +49,14 @@ def test_an_ordinal_without_a_number_is_refused(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("PROJECTOR_ORDINAL", "projector")
     with pytest.raises(ValueError, match="PROJECTOR_ORDINAL"):
         config.projector_ordinal()
+
+
+def test_auto_asks_for_a_claimed_number(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PROJECTOR_ORDINAL", "auto")
+    assert config.projector_ordinal() is None
+
+
+def test_a_spare_owns_nothing_and_stands_by_on_every_partition() -> None:
+    spare = ProjectorPartitions(4, ordinal=None, replicas=2)
+    assert spare.owned == []
+    assert spare.standby == spare.queues

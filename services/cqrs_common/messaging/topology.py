@@ -87,15 +87,17 @@ class ProjectorPartitions:
     those first, and to the others only `standby_delay` seconds later, as a standby. With every projector
     started that way each partition's first subscriber, its active consumer, is its owner, and the others
     take it over when the owner goes. Ownership only orders the subscriptions: RabbitMQ decides who is active.
+    A spare (`ordinal` None: more projectors than `replicas`) owns nothing and stands by on every partition.
     """
 
     count: int = DEFAULT_PARTITIONS
-    ordinal: int = 0
+    ordinal: int | None = 0
     replicas: int = 1
     standby_delay: float = 2.0
 
     def __post_init__(self) -> None:
-        if self.count < 1 or self.replicas < 1 or not 0 <= self.ordinal < self.replicas:
+        spare = self.ordinal is None
+        if self.count < 1 or self.replicas < 1 or not (spare or 0 <= self.ordinal < self.replicas):
             raise ValueError(
                 f"invalid partitions: {self.count} partitions, ordinal {self.ordinal} of {self.replicas}"
             )
