@@ -90,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
 def _run(
     mode: Mode, selected: list[str], databases: Databases, *, use_environment: bool, projectors: int = 1
 ) -> tuple[dict[str, list[ScenarioResult]], dict, dict]:
+    # The code measured is the code at the start: a checkout may move on while a long run goes.
+    commit = report.git_commit()
     steps = [
         (_step_name(name, run, mode), _expected_seconds(name, mode))
         for run in range(mode.runs)
@@ -153,7 +155,7 @@ def _run(
                     progress.note(f"{step}: " + ", ".join(f"{k} {v}" for k, v in result.metrics.items()))
             loads = {step: progress.load(step) for step, _ in [("set-up", 0), *steps]}
             environment = {
-                "commit": report.git_commit(),
+                "commit": commit,
                 **readings.server_versions(),
                 "replication_streaming_at_start": replication_problem is None,
                 "subscriptions_paused": paused,
