@@ -95,7 +95,13 @@ URLS
   fi
 }
 
-[ -f .env ] && { set -a; . ./.env; set +a; }
+# .env as Compose reads it: a variable already in the environment wins (`make up PROJECTORS=2` over .env's 1).
+if [ -f .env ]; then
+  while IFS='=' read -r key value; do
+    case "$key" in '' | \#*) continue ;; esac
+    [ -n "${!key+set}" ] || export "$key=$value"
+  done < .env
+fi
 # The project's name whatever the folder is called (containers, networks and volumes start with it).
 export COMPOSE_PROJECT_NAME="${COMPOSE_PROJECT_NAME:-cqrs-lab}"
 STATE="var/compose-images.$COMPOSE_PROJECT_NAME"
@@ -124,7 +130,8 @@ case "${1:-}" in
     # PROJECTORS projector containers (`make up PROJECTORS=2`): each claims a number among them at start. Their
     # metrics host ports: 9102 for one; for several a port each from a range clear of the reporting's 9103.
     scale=(--scale "projector=${PROJECTORS:-1}")
-    if [ "${PROJECTORS:-1}" -gt 1 ] && [ -z "${PROJECTOR_METRICS_HOST_PORTS:-}" ]; then
+    # (a single port, .env's default, cannot serve several containers: the default range replaces it).
+    if [ "${PROJECTORS:-1}" -gt 1 ] && [[ "${PROJECTOR_METRICS_HOST_PORTS:-}" != *-* ]]; then
       export PROJECTOR_METRICS_HOST_PORTS=9110-9119
     fi
     if [ "$(basename "${COMPOSE[0]}")" = docker ]; then
