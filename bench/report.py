@@ -100,13 +100,23 @@ def machine(loads: dict[str, dict[str, float]]) -> dict[str, Any]:
 
 
 def write(summary: dict[str, Any], directory: Path) -> list[Path]:
+    return write_files(directory, summary["date"], summary, markdown(summary))
+
+
+def write_files(directory: Path, date: str, data: Any, table: str, prefix: str = "") -> list[Path]:
+    """`<prefix><date>.json` and `latest<-prefix>.json` with `data`, `latest<-prefix>.md` with `table`."""
     directory.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.fromisoformat(summary["date"]).strftime("%Y-%m-%dT%H%M%S")
-    text = json.dumps(summary, indent=2) + "\n"
-    written = [directory / f"{stamp}.json", directory / "latest.json", directory / "latest.md"]
+    stamp = datetime.fromisoformat(date).strftime("%Y-%m-%dT%H%M%S")
+    latest = f"latest-{prefix}" if prefix else "latest"
+    text = json.dumps(data, indent=2) + "\n"
+    written = [
+        directory / f"{prefix}-{stamp}.json" if prefix else directory / f"{stamp}.json",
+        directory / f"{latest}.json",
+        directory / f"{latest}.md",
+    ]
     written[0].write_text(text)
     written[1].write_text(text)
-    written[2].write_text(markdown(summary))
+    written[2].write_text(table)
     return written
 
 

@@ -9,8 +9,6 @@ latest-scaleout.md; the single-count files (latest.json, latest.md) are left as 
 
 from __future__ import annotations
 
-import json
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,19 +25,9 @@ SHOWN_GROUPS = ("write-db", "read-db", "rabbitmq", "relay", "load (benchmark, pr
 
 
 def write(summaries: dict[int, dict[str, Any]], directory: Path) -> list[Path]:
-    directory.mkdir(parents=True, exist_ok=True)
+    data = {str(count): summary for count, summary in summaries.items()}
     first = summaries[min(summaries)]
-    stamp = datetime.fromisoformat(first["date"]).strftime("%Y-%m-%dT%H%M%S")
-    text = json.dumps({str(count): summary for count, summary in summaries.items()}, indent=2) + "\n"
-    written = [
-        directory / f"scaleout-{stamp}.json",
-        directory / "latest-scaleout.json",
-        directory / "latest-scaleout.md",
-    ]
-    written[0].write_text(text)
-    written[1].write_text(text)
-    written[2].write_text(markdown(summaries))
-    return written
+    return report.write_files(directory, first["date"], data, markdown(summaries), prefix="scaleout")
 
 
 def markdown(summaries: dict[int, dict[str, Any]]) -> str:

@@ -273,7 +273,12 @@ def projector_ordinal() -> int | None:
     Kubernetes StatefulSet gives its pods such names (`projector-2`), handed over from `metadata.name`. Or
     `auto` (None here): the projector claims the lowest number no running projector holds (a lock in the read
     database), for replicas that are all alike, as Compose's `--scale projector=N` starts them."""
-    value = env.str("PROJECTOR_ORDINAL", default="0").strip()
+    return parse_projector_ordinal(env.str("PROJECTOR_ORDINAL", default="0"))
+
+
+def parse_projector_ordinal(value: str) -> int | None:
+    """PROJECTOR_ORDINAL's forms, also `projector --ordinal`'s: a number, a name ending in -<n>, or auto."""
+    value = value.strip()
     if value == "auto":
         return None
     ordinal = value.rpartition("-")[2]

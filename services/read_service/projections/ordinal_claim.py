@@ -58,7 +58,7 @@ def claim_ordinal(replicas: int, database: str = "default") -> OrdinalClaim:
 
 
 def claimed_ordinals(database: str = "default") -> list[int]:
-    """The numbers running projectors hold now (for the lab and the tests)."""
+    """The numbers running projectors hold now (what the tests check claims against)."""
     with connections[database].cursor() as cursor:
         cursor.execute(
             """

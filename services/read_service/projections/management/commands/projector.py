@@ -43,7 +43,7 @@ class Command(BaseCommand):
         parser.add_argument("--partitions", type=int, default=config.projector_partitions())
         parser.add_argument(
             "--ordinal",
-            type=_ordinal,
+            type=config.parse_projector_ordinal,
             default=config.projector_ordinal(),
             help="this projector's number, or auto: the lowest one no running projector holds",
         )
@@ -98,11 +98,6 @@ class Command(BaseCommand):
         finally:
             if claim is not None:
                 claim.release()
-
-
-def _ordinal(value: str) -> int | None:
-    """`auto` (None: claimed at start) or a number."""
-    return None if value == "auto" else int(value)
 
 
 def health_bounds() -> HealthBounds:
